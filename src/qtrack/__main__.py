@@ -1,0 +1,3 @@
+from qtrack.cli import main
+
+raise SystemExit(main())

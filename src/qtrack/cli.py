@@ -1,0 +1,95 @@
+"""The `qtrack` command line. Thin: it parses, calls a stage and turns errors into exit codes.
+
+Heavy libraries (Qlib, MLflow, Hydra) are imported inside the commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from qtrack import __version__
+from qtrack.errors import QtrackError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Train, sweep and compare Qlib models, with every run tracked in MLflow.",
+)
+
+OVERRIDES_HELP = "Hydra overrides such as model=catboost model.learning_rate=0.05 seed=3."
+
+
+def _groups_epilog() -> str:
+    from qtrack.config import config_groups
+
+    try:
+        groups = config_groups()
+    except OSError:
+        return ""
+    lines = [f"  {group}: {', '.join(options)}" for group, options in groups.items()]
+    return "Config groups (choose with GROUP=OPTION):\n\n" + "\n\n".join(lines)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qtrack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Optional[bool] = typer.Option(  # noqa: UP007 - Typer needs Optional here
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train, sweep and compare Qlib models, with every run tracked in MLflow."""
+
+
+@app.command(epilog=_groups_epilog())
+def train(
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),  # noqa: UP007
+    cfg: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
+) -> None:
+    """Fit one model on a dataset and log the whole run (metrics, predictions, model, plots) to MLflow."""
+    if cfg:
+        from qtrack.config import compose, to_yaml
+
+        typer.echo(to_yaml(compose("train", overrides or []).cfg), nl=False)
+        return
+    from qtrack.train import run_train
+
+    run_train(overrides or [], quiet=quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    import click
+
+    try:
+        app(args=argv, prog_name="qtrack", standalone_mode=False)
+    except QtrackError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+        return exc.exit_code
+    except click.exceptions.Abort:
+        _fail("aborted")
+        return 130
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    return 0
+
+
+def _fail(message: str) -> None:
+    from qtrack.tracking_store import mask_uri
+
+    sys.stderr.write(f"qtrack: error: {mask_uri(' '.join(message.split()))}\n")

@@ -1,0 +1,57 @@
+"""What the user sees: one status line per step with its time, and a closing summary table."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger("qtrack")
+# Bound to the real streams now: library prints are redirected to the run log during steps.
+err = Console(file=sys.stderr, highlight=False)
+out = Console(file=sys.stdout, highlight=False)
+
+
+class Steps:
+    """Times named steps, shows a spinner while one runs and a line when it ends."""
+
+    def __init__(self, console: Console = err, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, description: str) -> Iterator[None]:
+        start = time.perf_counter()
+        log.info("start %s: %s", name, description)
+        from qtrack.runtime import captured_output
+
+        if self.quiet:
+            with captured_output():
+                yield
+        else:
+            with self.console.status(f"{description}..."), captured_output():
+                yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        log.info("done %s in %.2fs", name, self.seconds[name])
+        if not self.quiet:
+            self.console.print(f"[green]✓[/] {description} [dim]{self.seconds[name]:.1f}s[/]")
+
+    def note(self, message: str) -> None:
+        log.info(message)
+        if not self.quiet:
+            self.console.print(f"[yellow]![/] {message}")
+
+
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

@@ -1,0 +1,106 @@
+"""Data preparation: make sure the data exists, resolve segments, build Qlib's DatasetH once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qtrack import paths, qlib_format, segments, synthetic
+from qtrack.errors import QtrackError
+
+SYNTHETIC_PREFIX = "synthetic"
+
+
+@dataclass
+class DataSource:
+    name: str
+    path: Path
+    fingerprint: str
+    meta: dict
+    generated: bool
+
+
+def ensure_data(dataset_cfg: Any) -> DataSource:
+    """The dataset folder, generating the synthetic market on first use. QtrackError if missing."""
+    name = dataset_cfg.name
+    target = paths.dataset_dir(name)
+    generated = False
+    if name.startswith(SYNTHETIC_PREFIX) and dataset_cfg.get("synthetic") is not None:
+        spec = synthetic.SyntheticSpec(**dict(dataset_cfg.synthetic))
+        try:
+            generated = synthetic.ensure(target, spec)
+        except ValueError as exc:
+            raise QtrackError(f"invalid dataset.synthetic: {exc}") from None
+    if not qlib_format.is_dataset(target):
+        raise QtrackError(
+            f"dataset '{name}' not found under {paths.data_root()} "
+            "(import one with `qtrack data import SOURCE --name NAME`, or use dataset.name=synthetic)"
+        )
+    return DataSource(
+        name=name,
+        path=target,
+        fingerprint=qlib_format.fingerprint_of(target),
+        meta=qlib_format.read_meta(target),
+        generated=generated,
+    )
+
+
+def market_calendar(source: DataSource, market: str):
+    instruments_file = source.path / "instruments" / f"{market}.txt"
+    if not instruments_file.is_file():
+        available = sorted(p.stem for p in (source.path / "instruments").glob("*.txt"))
+        raise QtrackError(f"market '{market}' not in dataset '{source.name}' (available: {', '.join(available)})")
+    return qlib_format.read_calendar(source.path)
+
+
+def resolve_segments(cfg: Any, source: DataSource) -> tuple[segments.Segments, list[str]]:
+    calendar = market_calendar(source, cfg.dataset.market)
+    return segments.resolve(
+        calendar,
+        dict(cfg.dataset.segments),
+        dict(cfg.dataset.split),
+        int(cfg.features.label_horizon),
+    )
+
+
+def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
+    """Qlib's DatasetH config. Learnable processors are fitted on the train segment only."""
+    from omegaconf import OmegaConf
+
+    features = OmegaConf.to_container(cfg.features, resolve=True)
+    spans = segs.as_dict()
+    handler_kwargs = {
+        "instruments": cfg.dataset.market,
+        "start_time": spans["train"][0],
+        "end_time": spans["test"][1],
+        "fit_start_time": spans["train"][0],
+        "fit_end_time": spans["train"][1],
+        "infer_processors": features["infer_processors"],
+        "learn_processors": features["learn_processors"],
+    }
+    if features.get("label"):
+        handler_kwargs["label"] = ([features["label"]], ["LABEL0"])
+    return {
+        "class": "DatasetH",
+        "module_path": "qlib.data.dataset",
+        "kwargs": {
+            "handler": {
+                "class": features["handler"],
+                "module_path": features["module_path"],
+                "kwargs": handler_kwargs,
+            },
+            "segments": {name: list(span) for name, span in spans.items()},
+        },
+    }
+
+
+def build_dataset(config: dict):
+    from qlib.utils import init_instance_by_config
+
+    return init_instance_by_config(config)
+
+
+def kernels(cfg: Any) -> int:
+    return int(cfg.get("kernels") or os.cpu_count() or 1)

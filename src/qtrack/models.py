@@ -1,0 +1,95 @@
+"""Build, fit and export Qlib models from the `model` config group."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from qtrack.config import model_hyperparameters
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    class_name: str
+    module_path: str
+    flavor: str | None
+    init_kwargs: dict
+    fit_kwargs: dict = field(default_factory=dict)
+
+
+def model_spec(model_cfg: dict, seed: int) -> ModelSpec:
+    """Split the model config into constructor and fit() arguments and plant the seed."""
+    hyper = model_hyperparameters(model_cfg)
+    fit_keys = set(model_cfg.get("fit_keys") or [])
+    init_kwargs = {k: v for k, v in hyper.items() if k not in fit_keys}
+    fit_kwargs = {k: v for k, v in hyper.items() if k in fit_keys}
+    if model_cfg.get("seed_key"):
+        init_kwargs.setdefault(model_cfg["seed_key"], seed)
+    if model_cfg.get("flavor") in ("lightgbm", "xgboost", "catboost"):
+        fit_kwargs["verbose_eval"] = 0  # training curves go to MLflow, not the screen
+    if model_cfg.get("flavor") == "xgboost":
+        fit_kwargs["evals_result"] = {}
+    return ModelSpec(
+        name=model_cfg["name"],
+        class_name=model_cfg["class"],
+        module_path=model_cfg["module_path"],
+        flavor=model_cfg.get("flavor"),
+        init_kwargs=init_kwargs,
+        fit_kwargs=fit_kwargs,
+    )
+
+
+def build_model(spec: ModelSpec):
+    from qlib.utils import init_instance_by_config
+
+    return init_instance_by_config(
+        {"class": spec.class_name, "module_path": spec.module_path, "kwargs": dict(spec.init_kwargs)}
+    )
+
+
+def training_curves(spec: ModelSpec, model: Any) -> dict[str, list[float]]:
+    """Per-iteration train/valid losses that Qlib does not log itself (it does for LightGBM)."""
+    if spec.flavor == "xgboost":
+        result = spec.fit_kwargs.get("evals_result") or {}
+        return {f"loss.{part}": list(map(float, values)) for part, values in result.items()}
+    if spec.flavor == "catboost":
+        result = model.model.get_evals_result()
+        names = {"learn": "train", "validation": "valid"}
+        return {
+            f"{metric}.{names.get(part, part)}": list(map(float, values))
+            for part, metrics in result.items()
+            for metric, values in metrics.items()
+        }
+    return {}
+
+
+def log_flavor_model(spec: ModelSpec, model: Any, example):
+    """Log the fitted model as an MLflow model of its own flavour (loadable with mlflow.pyfunc)."""
+    from mlflow.models import infer_signature
+
+    if spec.flavor is None:
+        return None
+    native = model.pipeline if spec.flavor == "sklearn" else model.model
+    if spec.flavor == "xgboost":
+        native.feature_names = [str(c) for c in example.columns]
+    signature = infer_signature(example, native_predict(spec.flavor, native, example))
+    flavor_module = getattr(importlib.import_module(f"mlflow.{spec.flavor}"), "log_model").__module__
+    flavor = importlib.import_module(flavor_module)
+    # Explicit requirements: inferring them loads the model in a subprocess (about 6 s).
+    return flavor.log_model(
+        native,
+        name="model",
+        signature=signature,
+        input_example=example.head(2),
+        pip_requirements=flavor.get_default_pip_requirements(),
+    )
+
+
+def native_predict(flavor: str, native: Any, frame):
+    if flavor == "xgboost":
+        import xgboost
+
+        return native.predict(xgboost.DMatrix(frame))
+    return native.predict(frame)

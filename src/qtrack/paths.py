@@ -1,0 +1,36 @@
+"""Where qtrack keeps data, runs and outputs. Resolved once, never relative to a later chdir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ROOT_ENV = "QTRACK_DATA_ROOT"
+CONFIG_DIR_ENV = "QTRACK_CONFIG_DIR"
+
+
+def data_root() -> Path:
+    """The folder holding one Qlib data directory per dataset name."""
+    configured = os.environ.get(DATA_ROOT_ENV)
+    root = Path(configured) if configured else Path.home() / ".qtrack" / "data"
+    return root.expanduser().resolve()
+
+
+def dataset_dir(name: str) -> Path:
+    return data_root() / name
+
+
+def config_dir() -> Path:
+    """The Hydra config folder: env override, then the packaged copy, then the source checkout's."""
+    configured = os.environ.get(CONFIG_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    packaged = Path(__file__).resolve().parent / "conf"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    base = (cwd or Path.cwd()).resolve()
+    return f"sqlite:///{base / 'mlruns' / 'mlflow.db'}"

@@ -1,0 +1,120 @@
+"""Qlib initialisation and taming third-party noise. This is the global state Qlib forces on us."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+_NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "git")
+
+
+def quiet_third_party() -> None:
+    """Keep warnings and chatter from Qlib, MLflow, gym and pandas off the screen."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for category in (FutureWarning, DeprecationWarning, UserWarning, RuntimeWarning):
+        warnings.filterwarnings("ignore", category=category)
+    from pandas.errors import SettingWithCopyWarning
+
+    warnings.filterwarnings("ignore", category=SettingWithCopyWarning)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class _LogStream(io.TextIOBase):
+    """A text stream that sends each complete line to a logger (and so to the run log)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info(line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending.strip():
+            self.logger.info(self.pending.rstrip())
+        self.pending = ""
+
+
+@contextlib.contextmanager
+def captured_output(name: str = "qtrack.libraries") -> Iterator[None]:
+    """Prints from Qlib, LightGBM and gym go to the run log instead of the terminal."""
+    stream = _LogStream(logging.getLogger(name))
+    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        try:
+            yield
+        finally:
+            stream.flush()
+
+
+def init_qlib(provider_uri: Path, region: str, tracking_uri: str, experiment_name: str, kernels: int) -> None:
+    quiet_third_party()
+    import qlib
+
+    qlib.init(
+        provider_uri=str(provider_uri),
+        region=region,
+        kernels=kernels,
+        logging_level=logging.WARNING,
+        exp_manager={
+            "class": "MLflowExpManager",
+            "module_path": "qlib.workflow.expm",
+            "kwargs": {"uri": tracking_uri, "default_exp_name": experiment_name},
+        },
+    )
+    _silence_recorder_git()
+    _quiet_loggers()
+
+
+def _quiet_loggers() -> None:
+    """Qlib fixes its loggers' levels when they are created (at import); lower them afterwards."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == "qlib" or name.startswith("qlib."):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _silence_recorder_git() -> None:
+    """Qlib's recorder runs `git diff` in the cwd and prints git's help page outside a repo."""
+    from qlib.workflow.recorder import MLflowRecorder
+
+    if getattr(MLflowRecorder, "_qtrack_patched", False):
+        return
+
+    def log_uncommitted_code(self) -> None:
+        if git_output(["rev-parse", "--is-inside-work-tree"]) != "true":
+            return
+        for args, name in ((["diff"], "code_diff.txt"), (["status"], "code_status.txt")):
+            text = git_output(args)
+            if text:
+                self.client.log_text(self.id, text, name)
+
+    MLflowRecorder._log_uncommitted_code = log_uncommitted_code
+    MLflowRecorder._qtrack_patched = True
+
+
+def git_output(args: list[str]) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None

@@ -1,0 +1,111 @@
+"""Train/valid/test segments that let no label reach across a boundary.
+
+A label for day t needs prices up to t + horizon (Qlib's default label needs close(t+2)). So:
+- consecutive segments are separated by at least `horizon` trading days, otherwise the earlier
+  segment's end is moved back (and the user told);
+- the test segment ends `horizon` days before the calendar's end, so every test day has a label and
+  Qlib's backtest has the next trading day it steps to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from qtrack.errors import QtrackError
+
+NAMES = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Segments:
+    train: tuple[pd.Timestamp, pd.Timestamp]
+    valid: tuple[pd.Timestamp, pd.Timestamp]
+    test: tuple[pd.Timestamp, pd.Timestamp]
+
+    def as_dict(self) -> dict[str, tuple[str, str]]:
+        return {name: tuple(d.strftime("%Y-%m-%d") for d in getattr(self, name)) for name in NAMES}
+
+
+def resolve(
+    calendar: pd.DatetimeIndex, configured: dict, split: dict, horizon: int
+) -> tuple[Segments, list[str]]:
+    """Segments from the config (or an automatic split) plus notices of any adjustment made."""
+    given = {name: configured.get(name) for name in NAMES}
+    if all(value is None for value in given.values()):
+        return auto_split(calendar, split, horizon), []
+    missing = [name for name, value in given.items() if value is None]
+    if missing:
+        raise QtrackError(f"dataset.segments: give all of train, valid and test, or none (missing {missing})")
+    bounds = {name: _parse(name, value, calendar) for name, value in given.items()}
+    return _enforce_gaps(bounds, calendar, horizon)
+
+
+def auto_split(calendar: pd.DatetimeIndex, split: dict, horizon: int) -> Segments:
+    usable = len(calendar) - horizon - 2 * horizon
+    weights = [float(split[name]) for name in NAMES]
+    if any(w <= 0 for w in weights):
+        raise QtrackError("dataset.split: every share must be positive")
+    total = sum(weights)
+    train_n, valid_n = (int(usable * w / total) for w in weights[:2])
+    test_n = usable - train_n - valid_n
+    if min(train_n, valid_n, test_n) < 5:
+        raise QtrackError(f"the calendar has only {len(calendar)} days: too short to split into segments")
+    starts = [0, train_n + horizon, train_n + valid_n + 2 * horizon]
+    lengths = [train_n, valid_n, test_n]
+    spans = [(calendar[s], calendar[s + n - 1]) for s, n in zip(starts, lengths, strict=True)]
+    return Segments(*spans)
+
+
+def _parse(name: str, value, calendar: pd.DatetimeIndex) -> tuple[pd.Timestamp, pd.Timestamp]:
+    if len(value) != 2:
+        raise QtrackError(f"dataset.segments.{name}: expected [start, end], got {list(value)}")
+    try:
+        start, end = (pd.Timestamp(str(v)) for v in value)
+    except ValueError:
+        raise QtrackError(f"dataset.segments.{name}: not a date in {list(value)}") from None
+    if start > end:
+        raise QtrackError(f"dataset.segments.{name}: start {start.date()} is after end {end.date()}")
+    first, last = calendar[0], calendar[-1]
+    if start < first or end > last:
+        raise QtrackError(
+            f"dataset.segments.{name} [{start.date()}, {end.date()}] lies outside the data's calendar "
+            f"[{first.date()}, {last.date()}]"
+        )
+    return start, end
+
+
+def _enforce_gaps(bounds: dict, calendar: pd.DatetimeIndex, horizon: int) -> tuple[Segments, list[str]]:
+    notices: list[str] = []
+    for earlier, later in zip(NAMES, NAMES[1:], strict=False):
+        if bounds[earlier][1] >= bounds[later][0]:
+            raise QtrackError(
+                f"dataset.segments: {earlier} must end before {later} starts "
+                f"({bounds[earlier][1].date()} >= {bounds[later][0].date()})"
+            )
+    for earlier, later in zip(NAMES, NAMES[1:], strict=False):
+        latest_end = _shift(calendar, bounds[later][0], -(horizon + 1))
+        if bounds[earlier][1] > latest_end:
+            bounds[earlier] = (bounds[earlier][0], latest_end)
+            notices.append(
+                f"{earlier} now ends {latest_end.date()} so that its {horizon}-day labels stop before "
+                f"{later} starts"
+            )
+    last_test_day = calendar[-1 - horizon]
+    if bounds["test"][1] > last_test_day:
+        bounds["test"] = (bounds["test"][0], last_test_day)
+        notices.append(
+            f"test now ends {last_test_day.date()}: the last {horizon} days have no label and the "
+            "backtest needs the next trading day"
+        )
+    for name in NAMES:
+        start, end = bounds[name]
+        if len(calendar[(calendar >= start) & (calendar <= end)]) == 0:
+            raise QtrackError(f"dataset.segments.{name} holds no trading day after the adjustments")
+    return Segments(*(bounds[name] for name in NAMES)), notices
+
+
+def _shift(calendar: pd.DatetimeIndex, day: pd.Timestamp, offset: int) -> pd.Timestamp:
+    position = int(calendar.searchsorted(day)) + offset
+    return calendar[max(position, 0)]

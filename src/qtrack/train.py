@@ -1,0 +1,69 @@
+"""The train stage: compose the config, prepare the data once, run the core once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from qtrack import config, outputs, qlib_format
+from qtrack.console import Steps, err, out, summary_table
+from qtrack.core import SUMMARY_METRICS, PreparedData, RunResult, fit_and_evaluate
+from qtrack.dataset import build_dataset, dataset_config, ensure_data, kernels, resolve_segments
+from qtrack.runtime import init_qlib
+from qtrack.tracking_store import check_tracking_uri, mask_uri
+
+
+def prepare(cfg: Any, steps: Steps) -> PreparedData:
+    """Data on disk, Qlib initialised, segments resolved and the dataset built: once per process."""
+    with steps.step("data", f"preparing dataset '{cfg.dataset.name}'"):
+        source = ensure_data(cfg.dataset)
+        segs, notices = resolve_segments(cfg, source)
+        init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, kernels(cfg))
+    for notice in notices:
+        steps.note(notice)
+    benchmark = cfg.dataset.benchmark
+    if benchmark is None:
+        benchmark = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
+    with steps.step("features", f"computing {cfg.features.name} features"):
+        dataset = build_dataset(dataset_config(cfg, segs))
+    return PreparedData(source=source, segments=segs, dataset=dataset, benchmark=benchmark, notices=notices)
+
+
+def default_run_name(cfg: Any, now: datetime | None = None) -> str:
+    return cfg.run_name or f"{cfg.model.name}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_train(overrides: list[str], quiet: bool = False) -> RunResult:
+    composed = config.compose("train", overrides)
+    cfg = composed.cfg
+    check_tracking_uri(cfg.mlflow.tracking_uri)
+    run_dir = outputs.make_run_dir(composed.run_dir)
+    (run_dir / "config.yaml").write_text(config.to_yaml(cfg))
+    handler = outputs.attach_log_file(run_dir)
+    try:
+        steps = Steps(quiet=quiet)
+        data = prepare(cfg, steps)
+        result = fit_and_evaluate(cfg, data, run_name=default_run_name(cfg), steps=steps, output_dir=run_dir)
+    finally:
+        outputs.detach_log_file(handler)
+    if not quiet:
+        print_summary(result, run_dir)
+    return result
+
+
+def print_summary(result: RunResult, run_dir) -> None:
+    rows = [
+        (name.replace("1day.excess_return_with_cost.", "excess, with cost: "), f"{result.metrics[name]:.4f}")
+        for name in SUMMARY_METRICS
+        if name in result.metrics
+    ]
+    uri = mask_uri(result.tracking_uri)
+    rows += [
+        ("run", f"{result.run_name} ({result.run_id})"),
+        ("experiment", f"{result.experiment_name} ({result.experiment_id})"),
+        ("tracking URI", uri),
+        ("run folder", str(run_dir)),
+    ]
+    out.print(summary_table("qtrack train", rows))
+    if uri.startswith("sqlite:"):
+        err.print(f"[dim]open the UI: mlflow ui --backend-store-uri {uri}[/]")
