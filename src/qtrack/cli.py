@@ -6,7 +6,6 @@ Heavy libraries (Qlib, MLflow, Hydra) are imported inside the commands so `--hel
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -42,7 +41,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Optional[bool] = typer.Option(  # noqa: UP007 - Typer needs Optional here
+    version: bool | None = typer.Option(  # noqa: UP007 - Typer needs Optional here
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
@@ -51,7 +50,7 @@ def root(
 
 @app.command(epilog=_groups_epilog())
 def train(
-    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),  # noqa: UP007
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),  # noqa: UP007
     cfg: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
 ) -> None:
@@ -86,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, details in the log
+        _fail(f"{type(exc).__name__}: {exc} (the run folder's run.log has the traceback)")
+        return 1
     return 0
 
 

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from qtrack import paths
 from qtrack.errors import QtrackError
@@ -102,9 +102,9 @@ class SplitSchema:
 
 @dataclass
 class SegmentsSchema:
-    train: Optional[list[str]] = None
-    valid: Optional[list[str]] = None
-    test: Optional[list[str]] = None
+    train: list[str] | None = None
+    valid: list[str] | None = None
+    test: list[str] | None = None
 
 
 @dataclass
@@ -124,11 +124,11 @@ class SyntheticSchema:
 class DatasetSchema:
     name: str = "synthetic"
     market: str = "all"
-    benchmark: Optional[str] = None
+    benchmark: str | None = None
     region: str = "us"
     segments: SegmentsSchema = field(default_factory=SegmentsSchema)
     split: SplitSchema = field(default_factory=SplitSchema)
-    synthetic: Optional[SyntheticSchema] = None
+    synthetic: SyntheticSchema | None = None
 
 
 @dataclass
@@ -136,7 +136,7 @@ class FeaturesSchema:
     name: str = "alpha158"
     handler: str = "Alpha158"
     module_path: str = "qlib.contrib.data.handler"
-    label: Optional[str] = None
+    label: str | None = None
     label_horizon: int = 2
     infer_processors: list[Any] = field(default_factory=list)
     learn_processors: list[Any] = field(default_factory=list)
@@ -152,13 +152,13 @@ class BacktestSchema:
     open_cost: float = 0.0005
     close_cost: float = 0.0015
     min_cost: float = 5.0
-    limit_threshold: Optional[float] = None
+    limit_threshold: float | None = None
 
 
 @dataclass
 class MlflowSchema:
-    tracking_uri: Optional[str] = None
-    experiment_name: Optional[str] = None
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
     log_model: bool = True
     plots: bool = True
 

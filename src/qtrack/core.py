@@ -166,6 +166,9 @@ def _log_extras(cfg: Any, data: PreparedData, spec: models.ModelSpec, model: Any
     recorder.save_objects(**{"target.pkl": target, "params.pkl": model})
     extra = metrics.regression_metrics(pred.iloc[:, 0], target.iloc[:, 0])
     tracking.log_metrics(client, run_id, extra)
+    if pred.iloc[:, 0].nunique() <= 1:
+        log.warning("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
+        client.set_tag(run_id, "qtrack.constant_predictions", "true")
     if cfg.mlflow.plots:
         _log_plots(recorder)
     if cfg.mlflow.log_model and spec.flavor:

@@ -8,8 +8,6 @@ inside fit(), so the same dataset serves tree models and no test information lea
 
 from __future__ import annotations
 
-from typing import Text, Union
-
 import numpy as np
 import pandas as pd
 from qlib.data.dataset import DatasetH
@@ -17,6 +15,8 @@ from qlib.data.dataset.handler import DataHandlerLP
 from qlib.model.base import Model
 
 ESTIMATORS = ("ols", "ridge", "lasso")
+# What MLflow's skops serialiser must be told to trust in this pipeline (all plain numpy callables).
+SKOPS_TRUSTED_TYPES = ["numpy.clip", "numpy.dtype", "numpy.nan_to_num"]
 
 
 def make_pipeline(estimator: str, alpha: float, clip: float):
@@ -57,7 +57,7 @@ class StandardizedLinearModel(Model):
         self.fitted = True
         return self
 
-    def predict(self, dataset: DatasetH, segment: Union[Text, slice] = "test") -> pd.Series:
+    def predict(self, dataset: DatasetH, segment: str | slice = "test") -> pd.Series:
         if not self.fitted:
             raise ValueError("model is not fitted yet")
         features = dataset.prepare(segment, col_set="feature", data_key=DataHandlerLP.DK_I)

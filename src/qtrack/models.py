@@ -75,8 +75,13 @@ def log_flavor_model(spec: ModelSpec, model: Any, example):
     if spec.flavor == "xgboost":
         native.feature_names = [str(c) for c in example.columns]
     signature = infer_signature(example, native_predict(spec.flavor, native, example))
-    flavor_module = getattr(importlib.import_module(f"mlflow.{spec.flavor}"), "log_model").__module__
+    flavor_module = importlib.import_module(f"mlflow.{spec.flavor}").log_model.__module__
     flavor = importlib.import_module(flavor_module)
+    extra = {}
+    if spec.flavor == "sklearn":
+        from qtrack.linear import SKOPS_TRUSTED_TYPES
+
+        extra["skops_trusted_types"] = SKOPS_TRUSTED_TYPES
     # Explicit requirements: inferring them loads the model in a subprocess (about 6 s).
     return flavor.log_model(
         native,
@@ -84,6 +89,7 @@ def log_flavor_model(spec: ModelSpec, model: Any, example):
         signature=signature,
         input_example=example.head(2),
         pip_requirements=flavor.get_default_pip_requirements(),
+        **extra,
     )
 
 

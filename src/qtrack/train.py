@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ from qtrack.core import SUMMARY_METRICS, PreparedData, RunResult, fit_and_evalua
 from qtrack.dataset import build_dataset, dataset_config, ensure_data, kernels, resolve_segments
 from qtrack.runtime import init_qlib
 from qtrack.tracking_store import check_tracking_uri, mask_uri
+
+log = logging.getLogger("qtrack")
 
 
 def prepare(cfg: Any, steps: Steps) -> PreparedData:
@@ -44,6 +47,9 @@ def run_train(overrides: list[str], quiet: bool = False) -> RunResult:
         steps = Steps(quiet=quiet)
         data = prepare(cfg, steps)
         result = fit_and_evaluate(cfg, data, run_name=default_run_name(cfg), steps=steps, output_dir=run_dir)
+    except Exception:
+        log.exception("train failed")
+        raise
     finally:
         outputs.detach_log_file(handler)
     if not quiet:

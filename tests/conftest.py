@@ -1,0 +1,64 @@
+"""Shared fixtures: every test gets its own data root, tracking store and working folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# A tiny market with a strong planted signal: a few dozen symbols and a few hundred days.
+TINY = [
+    "dataset.synthetic.symbols=30",
+    "dataset.synthetic.days=300",
+    "dataset.synthetic.signal=0.3",
+    "backtest.topk=10",
+    "backtest.n_drop=2",
+]
+FAST_MODEL = {
+    "lightgbm": ["model.num_boost_round=100"],
+    "catboost": ["model.num_boost_round=80"],
+    "xgboost": ["model.num_boost_round=60"],
+    "linear": [],
+}
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated cwd, data root and tracking store (the default sqlite:///<cwd>/mlruns/mlflow.db)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QTRACK_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def shared_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root reused across end-to-end tests so each tiny market is generated once."""
+    return tmp_path_factory.mktemp("data")
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> CliResult:
+    """The real `qtrack` console script in a subprocess, as a user runs it."""
+    qtrack = Path(sys.executable).parent / "qtrack"
+    merged = {**os.environ, **(env or {})}
+    if "MLFLOW_TRACKING_URI" not in (env or {}):
+        merged.pop("MLFLOW_TRACKING_URI", None)  # tests use the default store in their own folder
+    done = subprocess.run(
+        [str(qtrack), *args], cwd=cwd, env=merged, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def tracking_uri(folder: Path) -> str:
+    return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from qtrack import config, models
+from qtrack.errors import QtrackError
+
+
+def all_group_choices() -> list[tuple[str, str]]:
+    return [(group, option) for group, options in config.config_groups().items() for option in options]
+
+
+@pytest.mark.parametrize(("group", "option"), all_group_choices())
+def test_every_config_option_composes(workspace, group, option):
+    cfg = config.compose("train", [f"{group}={option}"]).cfg
+    assert cfg[group] is not None
+    assert cfg.mlflow.tracking_uri == f"sqlite:///{workspace / 'mlruns' / 'mlflow.db'}"
+    assert cfg.mlflow.experiment_name == f"{cfg.dataset.name}_{cfg.features.name}"
+
+
+@pytest.mark.parametrize("name", config.config_groups()["model"])
+def test_every_model_option_builds(workspace, name):
+    cfg = config.compose("train", [f"model={name}", "seed=7"]).cfg
+    spec = models.model_spec(config.to_container(cfg.model), 7)
+    model = models.build_model(spec)
+    assert type(model).__name__ == cfg.model["class"]
+    if cfg.model.seed_key:
+        assert spec.init_kwargs[cfg.model.seed_key] == 7
+
+
+def test_overrides_reach_the_config(workspace):
+    cfg = config.compose(
+        "train",
+        [
+            "model=catboost",
+            "model.learning_rate=0.05",
+            "seed=3",
+            "dataset.segments.test=[2019-07-01,2019-12-31]",
+            "mlflow.experiment_name=demo",
+        ],
+    ).cfg
+    assert cfg.model.name == "catboost"
+    assert cfg.model.learning_rate == 0.05
+    assert cfg.seed == 3
+    assert list(cfg.dataset.segments.test) == ["2019-07-01", "2019-12-31"]
+    assert cfg.mlflow.experiment_name == "demo"
+
+
+def test_fit_keys_go_to_fit_and_the_rest_to_the_constructor(workspace):
+    cfg = config.compose("train", ["model=xgboost", "model.num_boost_round=12"]).cfg
+    spec = models.model_spec(config.to_container(cfg.model), 0)
+    assert spec.fit_kwargs["num_boost_round"] == 12
+    assert "num_boost_round" not in spec.init_kwargs
+    assert spec.init_kwargs["eta"] == cfg.model.eta
+
+
+def test_environment_tracking_uri_wins(workspace, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    cfg = config.compose("train", ["mlflow.tracking_uri=sqlite:///x.db"]).cfg
+    assert cfg.mlflow.tracking_uri == "http://127.0.0.1:5999"
+
+
+def test_run_dir_override_is_taken_out(workspace):
+    composed = config.compose("train", ["hydra.run.dir=outputs/custom"])
+    assert composed.run_dir == "outputs/custom"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model=nope", "unknown model 'nope': choose one of catboost, lightgbm, linear, xgboost"),
+        ("dataset.nope=1", "Could not override 'dataset.nope'"),
+        ("model.learning_rate=fast", "invalid model.learning_rate: expected float"),
+        ("backtest.topk=many", "invalid backtest.topk"),
+        ("seed=abc", "invalid seed"),
+        ("hydra.job.name=x", "only hydra.run.dir can be set"),
+    ],
+)
+def test_bad_overrides_name_the_problem(workspace, override, expected):
+    with pytest.raises(QtrackError) as caught:
+        config.compose("train", [override])
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from qtrack import segments
+from qtrack.errors import QtrackError
+
+CALENDAR = pd.bdate_range("2020-01-01", periods=300)
+SPLIT = {"train": 0.6, "valid": 0.2, "test": 0.2}
+NONE = {"train": None, "valid": None, "test": None}
+
+
+def gap(calendar, end, start) -> int:
+    """Trading days strictly between two dates."""
+    return int(calendar.searchsorted(start) - calendar.searchsorted(end) - 1)
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 5])
+def test_auto_split_keeps_labels_inside_their_segment(horizon):
+    segs, notices = segments.resolve(CALENDAR, NONE, SPLIT, horizon)
+    assert notices == []
+    assert gap(CALENDAR, segs.train[1], segs.valid[0]) == horizon
+    assert gap(CALENDAR, segs.valid[1], segs.test[0]) == horizon
+    assert CALENDAR.get_loc(segs.test[1]) == len(CALENDAR) - 1 - horizon
+    assert segs.train[0] == CALENDAR[0]
+    sizes = [((s <= CALENDAR) & (e >= CALENDAR)).sum() for s, e in (segs.train, segs.valid, segs.test)]
+    assert sizes[0] > sizes[1] > 0 and sizes[2] > 0
+
+
+def test_back_to_back_segments_are_trimmed_and_reported():
+    given = {
+        "train": ["2020-01-01", "2020-06-30"],
+        "valid": ["2020-07-01", "2020-09-30"],
+        "test": ["2020-10-01", str(CALENDAR[-1].date())],
+    }
+    segs, notices = segments.resolve(CALENDAR, given, SPLIT, 2)
+    assert gap(CALENDAR, segs.train[1], segs.valid[0]) >= 2
+    assert gap(CALENDAR, segs.valid[1], segs.test[0]) >= 2
+    assert segs.test[1] == CALENDAR[-3]
+    assert len(notices) == 3
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"train": ["2019-01-01", "2020-03-01"], "valid": ["2020-04-01", "2020-05-01"],
+          "test": ["2020-06-01", "2020-07-01"]}, "outside the data's calendar"),
+        ({"train": ["2020-01-01", "2020-05-01"], "valid": ["2020-04-01", "2020-06-01"],
+          "test": ["2020-07-01", "2020-08-01"]}, "train must end before valid starts"),
+        ({"train": ["2020-05-01", "2020-06-01"], "valid": ["2020-01-01", "2020-02-01"],
+          "test": ["2020-07-01", "2020-08-01"]}, "train must end before valid starts"),
+        ({"train": ["2020-03-01", "2020-01-01"], "valid": ["2020-04-01", "2020-05-01"],
+          "test": ["2020-07-01", "2020-08-01"]}, "is after end"),
+        ({"train": ["2020-01-01", "2020-03-01"], "valid": None, "test": None}, "give all of"),
+        ({"train": ["2020-01-01", "soon"], "valid": ["2020-04-01", "2020-05-01"],
+          "test": ["2020-07-01", "2020-08-01"]}, "not a date"),
+    ],
+)
+def test_bad_segments_are_rejected(given, message):
+    with pytest.raises(QtrackError, match=message):
+        segments.resolve(CALENDAR, given, SPLIT, 2)
+
+
+def test_too_short_calendar_is_rejected():
+    with pytest.raises(QtrackError, match="too short"):
+        segments.resolve(CALENDAR[:15], NONE, SPLIT, 2)
