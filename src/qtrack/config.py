@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,90 +90,11 @@ def _one_line(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-# ---- validation -------------------------------------------------------------------------------
-
-
-@dataclass
-class SplitSchema:
-    train: float = 0.6
-    valid: float = 0.2
-    test: float = 0.2
-
-
-@dataclass
-class SegmentsSchema:
-    train: list[str] | None = None
-    valid: list[str] | None = None
-    test: list[str] | None = None
-
-
-@dataclass
-class SyntheticSchema:
-    symbols: int = 100
-    days: int = 1040
-    start: str = "2018-01-02"
-    signal: float = 0.1
-    noise: float = 0.5
-    seed: int = 0
-    holiday_rate: float = 0.01
-    missing_rate: float = 0.002
-    late_listing_share: float = 0.2
-
-
-@dataclass
-class DatasetSchema:
-    name: str = "synthetic"
-    market: str = "all"
-    benchmark: str | None = None
-    region: str = "us"
-    segments: SegmentsSchema = field(default_factory=SegmentsSchema)
-    split: SplitSchema = field(default_factory=SplitSchema)
-    synthetic: SyntheticSchema | None = None
-
-
-@dataclass
-class FeaturesSchema:
-    name: str = "alpha158"
-    handler: str = "Alpha158"
-    module_path: str = "qlib.contrib.data.handler"
-    label: str | None = None
-    label_horizon: int = 2
-    infer_processors: list[Any] = field(default_factory=list)
-    learn_processors: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class BacktestSchema:
-    strategy: str = "TopkDropoutStrategy"
-    topk: int = 50
-    n_drop: int = 5
-    account: float = 1e8
-    deal_price: str = "close"
-    open_cost: float = 0.0005
-    close_cost: float = 0.0015
-    min_cost: float = 5.0
-    limit_threshold: float | None = None
-
-
-@dataclass
-class MlflowSchema:
-    tracking_uri: str | None = None
-    experiment_name: str | None = None
-    log_model: bool = True
-    plots: bool = True
-
-
-SCHEMAS = {
-    "dataset": DatasetSchema,
-    "features": FeaturesSchema,
-    "backtest": BacktestSchema,
-    "mlflow": MlflowSchema,
-}
-
-
 def _validate(cfg: Any) -> None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
+    from qtrack.schema import SCHEMAS
 
     for group, schema in SCHEMAS.items():
         if group not in cfg:

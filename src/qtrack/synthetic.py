@@ -28,8 +28,10 @@ KIND = "synthetic"
 KMID_SCALE = 0.005
 
 
-@dataclass(frozen=True)
+@dataclass
 class SyntheticSpec:
+    """The market's parameters; also the schema that validates the `dataset.synthetic` config."""
+
     symbols: int = 100
     days: int = 1040
     start: str = "2018-01-02"

@@ -1,0 +1,75 @@
+"""Typed schemas for the fixed config groups; OmegaConf checks types and rejects unknown keys.
+
+`model` has no schema: its hyperparameters differ per model and are checked against the model's own
+defaults instead (config._validate_model).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from qtrack.synthetic import SyntheticSpec
+
+
+@dataclass
+class SplitSchema:
+    train: float = 0.6
+    valid: float = 0.2
+    test: float = 0.2
+
+
+@dataclass
+class SegmentsSchema:
+    train: Optional[list[str]] = None
+    valid: Optional[list[str]] = None
+    test: Optional[list[str]] = None
+
+
+@dataclass
+class DatasetSchema:
+    name: str = "synthetic"
+    market: str = "all"
+    benchmark: Optional[str] = None
+    region: str = "us"
+    segments: SegmentsSchema = field(default_factory=SegmentsSchema)
+    split: SplitSchema = field(default_factory=SplitSchema)
+    synthetic: Optional[SyntheticSpec] = None
+
+
+@dataclass
+class FeaturesSchema:
+    name: str = "alpha158"
+    handler: str = "Alpha158"
+    module_path: str = "qlib.contrib.data.handler"
+    label: Optional[str] = None
+    label_horizon: int = 2
+    infer_processors: list[Any] = field(default_factory=list)
+    learn_processors: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class BacktestSchema:
+    strategy: str = "TopkDropoutStrategy"
+    topk: int = 50
+    n_drop: int = 5
+    account: float = 1e8
+    deal_price: str = "close"
+    open_cost: float = 0.0005
+    close_cost: float = 0.0015
+    min_cost: float = 5.0
+    limit_threshold: Optional[float] = None
+
+
+@dataclass
+class MlflowSchema:
+    tracking_uri: Optional[str] = None
+    experiment_name: Optional[str] = None
+    log_model: bool = True
+    plots: bool = True
+
+
+SCHEMAS = {
+    "dataset": DatasetSchema,
+    "features": FeaturesSchema,
+    "backtest": BacktestSchema,
+    "mlflow": MlflowSchema,
+}
