@@ -43,9 +43,9 @@ class Steps:
             self.console.print(f"[green]✓[/] {description} [dim]{self.seconds[name]:.1f}s[/]")
 
     def note(self, message: str) -> None:
-        log.info(message)
-        if not self.quiet:
-            self.console.print(f"[yellow]![/] {message}")
+        """A warning the user should see, even with --quiet."""
+        log.warning(message)
+        self.console.print(f"[yellow]![/] {message}")
 
 
 def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:

@@ -91,6 +91,8 @@ def fit_and_evaluate(
             _run_records(cfg, data, model, recorder)
         with steps.step("logging", "logging metrics, plots and model"):
             extra = _log_extras(cfg, data, spec, model, recorder)
+        if extra.pop("constant_predictions", False):
+            steps.note("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
             tracking.log_metrics(client, run_id, {f"time.{k}_seconds": v for k, v in steps.seconds.items()})
     experiment_id = recorder.experiment_id
     logged = client.get_run(run_id).data.metrics
@@ -164,11 +166,11 @@ def _log_extras(cfg: Any, data: PreparedData, spec: models.ModelSpec, model: Any
     pred = recorder.load_object("pred.pkl")
     target = data.dataset.prepare("test", col_set="label", data_key=DataHandlerLP.DK_L)
     recorder.save_objects(**{"target.pkl": target, "params.pkl": model})
-    extra = metrics.regression_metrics(pred.iloc[:, 0], target.iloc[:, 0])
+    extra: dict = metrics.regression_metrics(pred.iloc[:, 0], target.iloc[:, 0])
     tracking.log_metrics(client, run_id, extra)
     if pred.iloc[:, 0].nunique() <= 1:
-        log.warning("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
         client.set_tag(run_id, "qtrack.constant_predictions", "true")
+        extra["constant_predictions"] = True
     if cfg.mlflow.plots:
         _log_plots(recorder)
     if cfg.mlflow.log_model and spec.flavor:

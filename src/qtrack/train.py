@@ -52,8 +52,7 @@ def run_train(overrides: list[str], quiet: bool = False) -> RunResult:
         raise
     finally:
         outputs.detach_log_file(handler)
-    if not quiet:
-        print_summary(result, run_dir)
+    print_summary(result, run_dir)
     return result
 
 
