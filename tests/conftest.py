@@ -60,5 +60,25 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeo
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500_sample"
+needs_sample = pytest.mark.skipif(
+    not SAMPLE.is_dir(), reason=f"the S&P 500 sample is not at {SAMPLE} (it sits beside the repository in CI)"
+)
+
+
+@pytest.fixture(scope="session")
+def sp500_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding the S&P 500 sample imported as `sp500` through the real CLI."""
+    if not SAMPLE.is_dir():
+        pytest.skip(f"the S&P 500 sample is not at {SAMPLE}")
+    root = tmp_path_factory.mktemp("sp500")
+    result = run_cli(
+        ["data", "import", str(SAMPLE), "--name", "sp500", "--market", f"sp50={SAMPLE / 'constituents.csv'}"],
+        cwd=root, env={"QTRACK_DATA_ROOT": str(root / "data")},
+    )
+    assert result.code == 0, result.stderr
+    return root / "data"
+
+
 def tracking_uri(folder: Path) -> str:
     return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"

@@ -19,7 +19,7 @@ EXPECTED_METRICS = {
     "IC", "ICIR", "Rank IC", "Rank ICIR",
     f"{BACKTEST}annualized_return", f"{BACKTEST}information_ratio", f"{BACKTEST}max_drawdown",
     "1day.excess_return_without_cost.annualized_return", "1day.excess_return_without_cost.max_drawdown",
-    "rmse", "mae", "mape", "directional_accuracy",
+    "rmse", "mae", "mape", "directional_accuracy", "time.features_seconds", "time.fit_seconds",
 }
 EXPECTED_ARTIFACTS = {
     "pred.pkl", "label.pkl", "target.pkl", "params.pkl", "config.yaml", "summary.json",

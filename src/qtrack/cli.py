@@ -65,6 +65,15 @@ def train(
     run_train(overrides or [], quiet=quiet)
 
 
+def _add_subcommands() -> None:
+    from qtrack.data_cli import app as data_app
+
+    app.add_typer(data_app, name="data")
+
+
+_add_subcommands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
     import click

@@ -44,6 +44,8 @@ class PreparedData:
     dataset: Any  # qlib.data.dataset.DatasetH
     benchmark: Any  # an instrument code or a list of codes (equal-weighted universe)
     notices: list[str] = field(default_factory=list)
+    cache_status: str = "off"  # feature cache: hit, miss or off
+    cache: Any = None  # the FeatureCache, whose counters prove the dataset was built once
 
 
 @dataclass
@@ -71,14 +73,16 @@ def fit_and_evaluate(
 
     spec = models.model_spec(config.to_container(cfg.model), int(cfg.seed))
     _seed_everything(int(cfg.seed))
-    tags = tracking.run_tags(data.source.fingerprint, extra_tags)
+    tags = tracking.run_tags(data.source.fingerprint, {"qtrack.feature_cache": data.cache_status, **(extra_tags or {})})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     with R.start(experiment_name=cfg.mlflow.experiment_name, recorder_name=run_name):
         recorder = R.get_recorder()
         client, run_id = recorder.client, recorder.id
         client.log_batch(run_id, tags=[_tag(k, v) for k, v in tags.items()], synchronous=True)
-        truncated = tracking.log_params(client, run_id, tracking.flatten(config.to_container(cfg)))
+        params = tracking.flatten(config.to_container(cfg))
+        params.update({f"segments.{name}": ",".join(span) for name, span in data.segments.as_dict().items()})
+        truncated = tracking.log_params(client, run_id, params)
         if truncated:
             client.set_tag(run_id, "qtrack.truncated_params", ",".join(truncated))
         client.log_text(run_id, config.to_yaml(cfg), "config.yaml")
@@ -91,9 +95,9 @@ def fit_and_evaluate(
             _run_records(cfg, data, model, recorder)
         with steps.step("logging", "logging metrics, plots and model"):
             extra = _log_extras(cfg, data, spec, model, recorder)
+        tracking.log_metrics(client, run_id, {f"time.{k}_seconds": v for k, v in steps.seconds.items()})
         if extra.pop("constant_predictions", False):
             steps.note("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
-            tracking.log_metrics(client, run_id, {f"time.{k}_seconds": v for k, v in steps.seconds.items()})
     experiment_id = recorder.experiment_id
     logged = client.get_run(run_id).data.metrics
     result = RunResult(

@@ -56,13 +56,21 @@ def market_calendar(source: DataSource, market: str):
 
 
 def resolve_segments(cfg: Any, source: DataSource) -> tuple[segments.Segments, list[str]]:
+    """Given segments are checked against the whole calendar; automatic ones cover only the span where
+    at least half of the symbols trade (one long-lived file must not stretch the test segment)."""
     calendar = market_calendar(source, cfg.dataset.market)
-    return segments.resolve(
-        calendar,
-        dict(cfg.dataset.segments),
-        dict(cfg.dataset.split),
-        int(cfg.features.label_horizon),
-    )
+    configured = dict(cfg.dataset.segments)
+    notices: list[str] = []
+    if all(value is None for value in configured.values()):
+        first, last = qlib_format.active_span(source.path, cfg.dataset.market)
+        if (first, last) != (calendar[0], calendar[-1]):
+            notices.append(
+                f"automatic segments cover {first.date()}..{last.date()}, where at least half of the "
+                f"symbols trade (the data runs {calendar[0].date()}..{calendar[-1].date()})"
+            )
+        calendar = calendar[(calendar >= first) & (calendar <= last)]
+    segs, more = segments.resolve(calendar, configured, dict(cfg.dataset.split), int(cfg.features.label_horizon))
+    return segs, notices + more
 
 
 def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
@@ -100,6 +108,18 @@ def build_dataset(config: dict):
     from qlib.utils import init_instance_by_config
 
     return init_instance_by_config(config)
+
+
+def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning) -> tuple[Any, str, Any]:
+    """The built dataset, the cache status ('hit', 'miss' or 'off') and the cache (for its counters)."""
+    from qtrack.datasets import cache_dir
+    from qtrack.feature_cache import FeatureCache, cache_key
+
+    cache = FeatureCache(cache_dir(source.name), enabled=bool(cfg.dataset.cache))
+    dataset, status = cache.get_or_build(
+        cache_key(source.fingerprint, config), lambda: build_dataset(config), on_warning
+    )
+    return dataset, status, cache
 
 
 def kernels(cfg: Any) -> int:

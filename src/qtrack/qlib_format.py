@@ -30,6 +30,7 @@ def write_dataset(
     frames: dict[str, pd.DataFrame],
     meta: dict,
     markets: dict[str, list[str]] | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> str:
     """Write per-symbol frames (date index, field columns) as a Qlib dataset at `target`.
 
@@ -43,6 +44,8 @@ def write_dataset(
         fingerprint = compute_fingerprint(staging)
         meta = {**meta, "fingerprint": fingerprint}
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text)
         _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -121,6 +124,20 @@ def read_instruments(root: Path, market: str) -> pd.DataFrame:
     return pd.read_csv(
         root / "instruments" / f"{market}.txt", sep="\t", header=None, names=["symbol", "start", "end"]
     )
+
+
+def active_span(root: Path, market: str, share: float = 0.5) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last calendar day on which at least `share` of the most symbols ever listed trade."""
+    calendar = read_calendar(root)
+    spans = read_instruments(root, market)
+    starts = calendar.searchsorted(pd.DatetimeIndex(spans["start"]))
+    ends = calendar.searchsorted(pd.DatetimeIndex(spans["end"]), side="right")
+    listed = np.zeros(len(calendar) + 1, dtype=int)
+    np.add.at(listed, starts, 1)
+    np.add.at(listed, ends, -1)
+    listed = np.cumsum(listed)[:-1]
+    active = np.flatnonzero(listed >= share * listed.max())
+    return calendar[active[0]], calendar[active[-1]]
 
 
 def is_dataset(root: Path) -> bool:

@@ -32,6 +32,7 @@ class DatasetSchema:
     region: str = "us"
     segments: SegmentsSchema = field(default_factory=SegmentsSchema)
     split: SplitSchema = field(default_factory=SplitSchema)
+    cache: bool = True
     synthetic: Optional[SyntheticSpec] = None
 
 

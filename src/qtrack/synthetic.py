@@ -106,11 +106,19 @@ def ensure(target: Path, spec: SyntheticSpec) -> bool:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f".{target.name}.lock")):
-        if is_current(target, spec):
+        if is_current(target, spec) or not is_managed(target):
             return False
-        meta = {"kind": KIND, "params": spec.to_dict(), "theoretical_ic": spec.theoretical_ic}
+        meta = {"kind": KIND, "origin": "config", "params": spec.to_dict(), "theoretical_ic": spec.theoretical_ic}
         qlib_format.write_dataset(target, generate(spec), meta)
         return True
+
+
+def is_managed(target: Path) -> bool:
+    """Only markets generated from the config are regenerated; `data synth` and imports are left alone."""
+    meta = qlib_format.read_meta(target)
+    if not qlib_format.is_dataset(target):
+        return True
+    return meta.get("kind") == KIND and meta.get("origin", "config") == "config"
 
 
 def is_current(target: Path, spec: SyntheticSpec) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from qtrack import config, outputs, qlib_format
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.core import SUMMARY_METRICS, PreparedData, RunResult, fit_and_evaluate
-from qtrack.dataset import build_dataset, dataset_config, ensure_data, kernels, resolve_segments
+from qtrack.dataset import dataset_config, ensure_data, kernels, load_or_build_dataset, resolve_segments
 from qtrack.runtime import init_qlib
 from qtrack.tracking_store import check_tracking_uri, mask_uri
 
@@ -27,9 +27,12 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
     benchmark = cfg.dataset.benchmark
     if benchmark is None:
         benchmark = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
-    with steps.step("features", f"computing {cfg.features.name} features"):
-        dataset = build_dataset(dataset_config(cfg, segs))
-    return PreparedData(source=source, segments=segs, dataset=dataset, benchmark=benchmark, notices=notices)
+    with steps.step("features", f"{cfg.features.name} features"):
+        dataset, cache_status, cache = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
+    return PreparedData(
+        source=source, segments=segs, dataset=dataset, benchmark=benchmark, notices=notices,
+        cache_status=cache_status, cache=cache,
+    )
 
 
 def default_run_name(cfg: Any, now: datetime | None = None) -> str:
