@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,5 +121,7 @@ def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning
     return dataset, status, cache
 
 
-def kernels(cfg: Any) -> int:
-    return int(cfg.get("kernels") or os.cpu_count() or 1)
+def kernels(cfg: Any) -> int | None:
+    """Feature workers; None keeps Qlib's default (cores - 2, at least 1), as `qrun` does."""
+    value = cfg.get("kernels")
+    return int(value) if value else None

@@ -65,14 +65,16 @@ def captured_output(name: str = "qtrack.libraries") -> Iterator[None]:
             stream.flush()
 
 
-def init_qlib(provider_uri: Path, region: str, tracking_uri: str, experiment_name: str, kernels: int) -> None:
+def init_qlib(
+    provider_uri: Path, region: str, tracking_uri: str, experiment_name: str, kernels: int | None = None
+) -> None:
     quiet_third_party()
     import qlib
 
     qlib.init(
         provider_uri=str(provider_uri),
         region=region,
-        kernels=kernels,
+        **({"kernels": kernels} if kernels else {}),
         logging_level=logging.WARNING,
         exp_manager={
             "class": "MLflowExpManager",
