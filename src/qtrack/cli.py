@@ -41,7 +41,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool | None = typer.Option(  # noqa: UP007 - Typer needs Optional here
+    version: bool | None = typer.Option(
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
@@ -50,7 +50,7 @@ def root(
 
 @app.command(epilog=_groups_epilog())
 def train(
-    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),  # noqa: UP007
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     cfg: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
 ) -> None:
@@ -63,6 +63,32 @@ def train(
     from qtrack.train import run_train
 
     run_train(overrides or [], quiet=quiet)
+
+
+@app.command(
+    epilog=_groups_epilog(),
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def benchmark(
+    overrides: list[str] | None = typer.Argument(
+        None, help="models=[lightgbm,linear] seeds=3 metric='Rank IC', then any train override. "
+        "`qtrack benchmark report --experiment NAME [--metric M] [--output FILE]` ranks existing runs."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the ranking."),
+) -> None:
+    """Fit every model x seed on one dataset and rank them (mean ± std), under one MLflow parent run."""
+    args = overrides or []
+    if args and args[0] == "report":
+        from qtrack.benchmark_cli import report_app
+
+        report_app(args=args[1:], prog_name="qtrack benchmark report", standalone_mode=False)
+        return
+    from qtrack.benchmark import ModelBenchmark
+
+    results = ModelBenchmark(args, quiet=quiet).run()
+    failed = [job for job in results.jobs if job.status != "FINISHED"]
+    if failed:
+        raise typer.Exit(1)
 
 
 def _add_subcommands() -> None:
@@ -79,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     import click
 
     try:
-        app(args=argv, prog_name="qtrack", standalone_mode=False)
+        # Without standalone mode Click returns (not raises) the code of a typer.Exit.
+        code = app(args=argv, prog_name="qtrack", standalone_mode=False)
     except QtrackError as exc:
         _fail(str(exc))
         return exc.exit_code
@@ -97,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, details in the log
         _fail(f"{type(exc).__name__}: {exc} (the run folder's run.log has the traceback)")
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _fail(message: str) -> None:

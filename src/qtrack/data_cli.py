@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,11 +25,11 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 def import_command(
     source: Path = typer.Argument(..., help="A folder of per-symbol CSV files, or one long CSV with a symbol column."),
     name: str = typer.Option(..., "--name", help="Dataset name under the data root."),
-    mapping: Optional[list[str]] = typer.Option(  # noqa: UP045 - Typer needs Optional
+    mapping: list[str] | None = typer.Option(
         None, "--map", help="Source column for a field, SRC=FIELD (fields: date symbol open high low close "
         "adjclose volume vwap). Repeatable."
     ),
-    market: Optional[list[str]] = typer.Option(  # noqa: UP045
+    market: list[str] | None = typer.Option(
         None, "--market", help="A market NAME=FILE: a file of symbols, or a CSV with a symbol column. Repeatable."
     ),
 ) -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
-from qtrack import config, outputs, qlib_format
+from qtrack import qlib_format
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.core import SUMMARY_METRICS, PreparedData, RunResult, fit_and_evaluate
 from qtrack.dataset import dataset_config, ensure_data, kernels, load_or_build_dataset, resolve_segments
 from qtrack.runtime import init_qlib
-from qtrack.tracking_store import check_tracking_uri, mask_uri
-
-log = logging.getLogger("qtrack")
+from qtrack.stage import stage
+from qtrack.tracking_store import mask_uri
 
 
 def prepare(cfg: Any, steps: Steps) -> PreparedData:
@@ -40,22 +38,12 @@ def default_run_name(cfg: Any, now: datetime | None = None) -> str:
 
 
 def run_train(overrides: list[str], quiet: bool = False) -> RunResult:
-    composed = config.compose("train", overrides)
-    cfg = composed.cfg
-    check_tracking_uri(cfg.mlflow.tracking_uri)
-    run_dir = outputs.make_run_dir(composed.run_dir)
-    (run_dir / "config.yaml").write_text(config.to_yaml(cfg))
-    handler = outputs.attach_log_file(run_dir)
-    try:
+    with stage("train", overrides) as ctx:
         steps = Steps(quiet=quiet)
-        data = prepare(cfg, steps)
-        result = fit_and_evaluate(cfg, data, run_name=default_run_name(cfg), steps=steps, output_dir=run_dir)
-    except Exception:
-        log.exception("train failed")
-        raise
-    finally:
-        outputs.detach_log_file(handler)
-    print_summary(result, run_dir)
+        data = prepare(ctx.cfg, steps)
+        run_name = default_run_name(ctx.cfg)
+        result = fit_and_evaluate(ctx.cfg, data, run_name=run_name, steps=steps, output_dir=ctx.run_dir)
+    print_summary(result, ctx.run_dir)
     return result
 
 
