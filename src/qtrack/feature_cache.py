@@ -17,7 +17,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ class CacheStats:
     misses: int = 0
     builds: int = 0
     rebuilt_corrupt: int = 0
-    events: list[str] = field(default_factory=list)
 
 
 def cache_key(fingerprint: str, dataset_config: dict) -> str:

@@ -95,7 +95,7 @@ def read_source(source: Path, user_map: dict[str, str]) -> ImportResult:
         if notes:
             result.warnings[symbol] = notes
         result.frames[symbol] = frame
-    if any("vwap" not in t.columns for _, t in tables if isinstance(t, pd.DataFrame)):
+    if any("vwap" not in table.columns for _, table in tables):
         result.vwap_source = VWAP_FALLBACK
     return result
 
