@@ -15,16 +15,14 @@ def report(
     metric: str | None = typer.Option(None, "--metric", help="Rank by this metric (default: the benchmark's)."),
     output: Path | None = typer.Option(None, "--output", help="Also write the ranking as JSON."),
 ) -> None:
-    import os
-
-    from qtrack import paths
     from qtrack.benchmark import ranking, ranking_markdown, results_payload
     from qtrack.benchmark_runner import report as build_report
+    from qtrack.config import tracking_uri
     from qtrack.console import out
     from qtrack.runtime import quiet_third_party
 
     quiet_third_party()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or paths.default_tracking_uri()
+    uri = tracking_uri()
     results = build_report(experiment, metric, uri)
     table = ranking(results)
     out.print(ranking_markdown(table, results.metric), soft_wrap=True, markup=False)

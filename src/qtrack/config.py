@@ -145,13 +145,14 @@ def _same_kind(default: Any, value: Any) -> bool:
 def _fill_derived(cfg: Any) -> None:
     if "mlflow" not in cfg:
         return
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if env_uri:
-        cfg.mlflow.tracking_uri = env_uri
-    elif not cfg.mlflow.tracking_uri:
-        cfg.mlflow.tracking_uri = paths.default_tracking_uri()
+    cfg.mlflow.tracking_uri = tracking_uri(cfg.mlflow.tracking_uri)
     if not cfg.mlflow.experiment_name:
         cfg.mlflow.experiment_name = f"{cfg.dataset.name}_{cfg.features.name}"
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI when set, else the configured URI, else sqlite:///<cwd>/mlruns/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or paths.default_tracking_uri()
 
 
 def model_hyperparameters(model_cfg: dict) -> dict:

@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ class PreparedData:
     segments: Segments
     dataset: Any  # qlib.data.dataset.DatasetH
     benchmark: Any  # an instrument code or a list of codes (equal-weighted universe)
-    notices: list[str] = field(default_factory=list)
     cache_status: str = "off"  # feature cache: hit, miss or off
     cache: Any = None  # the FeatureCache, whose counters prove the dataset was built once
 

@@ -17,19 +17,16 @@ class DataSource:
     name: str
     path: Path
     fingerprint: str
-    meta: dict
-    generated: bool
 
 
 def ensure_data(dataset_cfg: Any) -> DataSource:
     """The dataset folder, generating the synthetic market on first use. QtrackError if missing."""
     name = dataset_cfg.name
     target = paths.dataset_dir(name)
-    generated = False
     if name.startswith(SYNTHETIC_PREFIX) and dataset_cfg.get("synthetic") is not None:
         spec = synthetic.SyntheticSpec(**dict(dataset_cfg.synthetic))
         try:
-            generated = synthetic.ensure(target, spec)
+            synthetic.ensure(target, spec)
         except ValueError as exc:
             raise QtrackError(f"invalid dataset.synthetic: {exc}") from None
     if not qlib_format.is_dataset(target):
@@ -37,13 +34,7 @@ def ensure_data(dataset_cfg: Any) -> DataSource:
             f"dataset '{name}' not found under {paths.data_root()} "
             "(import one with `qtrack data import SOURCE --name NAME`, or use dataset.name=synthetic)"
         )
-    return DataSource(
-        name=name,
-        path=target,
-        fingerprint=qlib_format.fingerprint_of(target),
-        meta=qlib_format.read_meta(target),
-        generated=generated,
-    )
+    return DataSource(name=name, path=target, fingerprint=qlib_format.fingerprint_of(target))
 
 
 def market_calendar(source: DataSource, market: str):

@@ -28,8 +28,7 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
     with steps.step("features", f"{cfg.features.name} features"):
         dataset, cache_status, cache = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
     return PreparedData(
-        source=source, segments=segs, dataset=dataset, benchmark=benchmark, notices=notices,
-        cache_status=cache_status, cache=cache,
+        source=source, segments=segs, dataset=dataset, benchmark=benchmark, cache_status=cache_status, cache=cache,
     )
 
 
