@@ -48,14 +48,25 @@ def shared_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> CliResult:
-    """The real `qtrack` console script in a subprocess, as a user runs it."""
-    qtrack = Path(sys.executable).parent / "qtrack"
+def cli_command(args: list[str], program: str = "qtrack") -> list[str]:
+    """The real console script (`qtrack` or `run_optimization`) of this environment."""
+    return [str(Path(sys.executable).parent / program), *args]
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     merged = {**os.environ, **(env or {})}
     if "MLFLOW_TRACKING_URI" not in (env or {}):
         merged.pop("MLFLOW_TRACKING_URI", None)  # tests use the default store in their own folder
+    return merged
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600, program: str = "qtrack"
+) -> CliResult:
+    """The real console script in a subprocess, as a user runs it."""
     done = subprocess.run(
-        [str(qtrack), *args], cwd=cwd, env=merged, capture_output=True, text=True, timeout=timeout, check=False
+        cli_command(args, program), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
+        check=False,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
 

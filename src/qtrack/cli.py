@@ -91,6 +91,39 @@ def benchmark(
         raise typer.Exit(1)
 
 
+@app.command(
+    epilog=_groups_epilog(),
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def optimize(
+    overrides: list[str] | None = typer.Argument(
+        None, help="Train overrides (model=catboost ...), optimize.* settings and search_space.* entries."
+    ),
+    trials: int | None = typer.Option(None, "--trials", min=0, help="Trials to run now (on top of earlier ones)."),
+    max_trials: int | None = typer.Option(
+        None, "--max-trials", min=1, help="Budget for the whole study, shared by every worker."
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", min=1, help="Start no new trial after SECONDS."),
+    study_name: str | None = typer.Option(None, "--study-name", help="Default: <experiment>-<model>."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="A journal file, sqlite:///FILE or postgresql://... (default: mlruns/optuna.journal)."
+    ),
+    n_jobs: int | None = typer.Option(None, "--n-jobs", min=1, help="Trials at once in this process (threads)."),
+    with_mlflow: bool | None = typer.Option(
+        None, "--with-mlflow/--no-mlflow", help="Log a parent run and one child run per trial (default: on)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the trial lines and the result."),
+) -> None:
+    """Sweep a model's hyperparameters with Optuna on the validation segment; resumable and distributable."""
+    from qtrack.config import override_value
+    from qtrack.optimize import run_optimize
+
+    options = {"trials": trials, "max_trials": max_trials, "timeout": timeout, "study_name": study_name,
+               "storage": storage, "n_jobs": n_jobs, "mlflow": with_mlflow}
+    extra = [f"optimize.{key}={override_value(value)}" for key, value in options.items() if value is not None]
+    run_optimize([*(overrides or []), *extra], quiet=quiet)
+
+
 def _add_subcommands() -> None:
     from qtrack.data_cli import app as data_app
 
@@ -131,3 +164,8 @@ def _fail(message: str) -> None:
     from qtrack.tracking_store import mask_uri
 
     sys.stderr.write(f"qtrack: error: {mask_uri(' '.join(message.split()))}\n")
+
+
+def run_optimization() -> int:
+    """The `run_optimization` console script: `qtrack optimize` under its own name."""
+    return main(["optimize", *sys.argv[1:]])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from qtrack import paths
 from qtrack.errors import QtrackError
 
 RUN_DIR_OVERRIDE = "hydra.run.dir="
+_HYDRA_LOCK = threading.Lock()
+_PLAIN_VALUE = re.compile(r"[A-Za-z_][\w.\-]*")
 MODEL_RESERVED_KEYS = ("name", "class", "module_path", "seed_key", "fit_keys", "flavor")
 
 
@@ -45,14 +48,15 @@ def compose(stage: str, overrides: list[str]) -> Composed:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(paths.config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name=stage, overrides=overrides)
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise QtrackError(f"bad override: {_one_line(exc)}") from None
-    finally:
+    with _HYDRA_LOCK:  # Hydra's compose state is a process-wide singleton
         GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(paths.config_dir()), version_base="1.3"):
+                cfg = hydra_compose(config_name=stage, overrides=overrides)
+        except (HydraException, OmegaConfBaseException, ValueError) as exc:
+            raise QtrackError(f"bad override: {_one_line(exc)}") from None
+        finally:
+            GlobalHydra.instance().clear()
     OmegaConf.set_struct(cfg, False)
     _validate(cfg)
     _fill_derived(cfg)
@@ -169,3 +173,17 @@ def to_yaml(cfg: Any) -> str:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def override_value(value: Any) -> str:
+    """`value` written so that a Hydra override parses it back to exactly the same value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if _PLAIN_VALUE.fullmatch(text) and text.lower() not in ("true", "false", "null", "inf", "nan"):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -20,9 +21,11 @@ out = Console(file=sys.stdout, highlight=False)
 class Steps:
     """Times named steps, shows a spinner while one runs and a line when it ends."""
 
-    def __init__(self, console: Console = err, quiet: bool = False) -> None:
+    def __init__(self, console: Console = err, quiet: bool = False, capture: bool = True) -> None:
         self.console = console
         self.quiet = quiet
+        # Redirecting stdout is process-wide: steps running in threads leave it to their caller.
+        self.capture = capture
         self.seconds: dict[str, float] = {}
 
     @contextmanager
@@ -32,7 +35,7 @@ class Steps:
         from qtrack.runtime import captured_output
 
         if self.quiet:
-            with captured_output():
+            with captured_output() if self.capture else contextlib.nullcontext():
                 yield
         else:
             with self.console.status(f"{description}..."), captured_output():

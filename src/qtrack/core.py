@@ -7,18 +7,23 @@ import json
 import logging
 import random
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from qtrack import config, metrics, models, plots, tracking
 from qtrack.console import Steps
 from qtrack.dataset import DataSource
+from qtrack.runtime import log_uncommitted_code
 from qtrack.segments import Segments
 
 log = logging.getLogger("qtrack")
+# Qlib's data provider and caches are not thread-safe; the backtest reads prices through them.
+_QLIB_DATA_LOCK = threading.Lock()
 
 SUMMARY_METRICS = (
     "IC",
@@ -58,6 +63,16 @@ class RunResult:
     seconds: dict[str, float]
 
 
+class Pruning(Protocol):
+    """What an optimiser hands the core to stop a poor trial while the model is still boosting."""
+
+    stopped: tuple[type[BaseException], ...]  # exceptions that mean "stopped on purpose"
+
+    def fit_kwargs(self, spec: models.ModelSpec) -> dict: ...
+
+    def after_fit(self) -> None: ...
+
+
 def fit_and_evaluate(
     cfg: Any,
     data: PreparedData,
@@ -67,42 +82,39 @@ def fit_and_evaluate(
     output_dir: Path | None = None,
     parent_run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    pruning: Pruning | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
-    from qlib.workflow import R
+    """One MLflow run: fit, validation metrics, Qlib's records on the test segment, model and extras.
 
+    The run is opened with MlflowClient rather than Qlib's global recorder `R`, so that several runs
+    can proceed at once in threads (optimize --n-jobs)."""
     spec = models.model_spec(config.to_container(cfg.model), int(cfg.seed))
     _seed_everything(int(cfg.seed))
     tags = tracking.run_tags(data.source.fingerprint, {"qtrack.feature_cache": data.cache_status, **(extra_tags or {})})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    with R.start(experiment_name=cfg.mlflow.experiment_name, recorder_name=run_name):
-        recorder = R.get_recorder()
-        client, run_id = recorder.client, recorder.id
-        client.log_batch(run_id, tags=[_tag(k, v) for k, v in tags.items()], synchronous=True)
-        params = tracking.flatten(config.to_container(cfg))
-        params.update({f"segments.{name}": ",".join(span) for name, span in data.segments.as_dict().items()})
-        truncated = tracking.log_params(client, run_id, params)
-        if truncated:
-            client.set_tag(run_id, "qtrack.truncated_params", ",".join(truncated))
-        client.log_text(run_id, config.to_yaml(cfg), "config.yaml")
-
-        with steps.step("fit", f"fitting {spec.name}"):
-            model = models.build_model(spec)
-            model.fit(data.dataset, **spec.fit_kwargs)
-            tracking.log_curves(client, run_id, models.training_curves(spec, model))
-        with steps.step("records", "predicting, IC analysis and backtest"):
-            _run_records(cfg, data, model, recorder)
-        with steps.step("logging", "logging metrics, plots and model"):
-            extra = _log_extras(cfg, data, spec, model, recorder)
-        tracking.log_metrics(client, run_id, {f"time.{k}_seconds": v for k, v in steps.seconds.items()})
-        if extra.pop("constant_predictions", False):
-            steps.note("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
-    experiment_id = recorder.experiment_id
+    client, recorder = _open_run(cfg, run_name, tags)
+    run_id, status = recorder.id, "FAILED"
+    try:
+        if on_start is not None:
+            on_start(run_id)
+        extra = _fit_and_log(cfg, data, spec, recorder, steps, pruning)
+        status = "FINISHED"
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, *(pruning.stopped if pruning else ()))) else "FAILED"
+        if status == "FAILED":
+            client.set_tag(run_id, "qtrack.error", one_line_error(exc))
+        raise
+    finally:
+        client.set_terminated(run_id, status)
+    if extra.pop("constant_predictions", False):
+        steps.note("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
     logged = client.get_run(run_id).data.metrics
     result = RunResult(
         run_id=run_id,
         run_name=run_name,
-        experiment_id=experiment_id,
+        experiment_id=recorder.experiment_id,
         experiment_name=cfg.mlflow.experiment_name,
         tracking_uri=cfg.mlflow.tracking_uri,
         metrics={**logged, **extra},
@@ -110,6 +122,93 @@ def fit_and_evaluate(
     )
     _write_summary(result, client, output_dir)
     return result
+
+
+def one_line_error(exc: BaseException) -> str:
+    from qtrack.tracking_store import mask_uri
+
+    return mask_uri(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:1000]
+
+
+def _open_run(cfg: Any, run_name: str, tags: dict[str, str]) -> tuple[Any, Any]:
+    from mlflow.tracking import MlflowClient
+    from qlib.workflow.recorder import MLflowRecorder
+
+    uri = cfg.mlflow.tracking_uri
+    client = MlflowClient(uri)
+    experiment_id = experiment_id_for(client, cfg.mlflow.experiment_name)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    return client, MLflowRecorder(experiment_id, uri, mlflow_run=run)
+
+
+def experiment_id_for(client: Any, name: str) -> str:
+    """The experiment's id, created if needed (safe when another process creates it first)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _fit_and_log(
+    cfg: Any, data: PreparedData, spec: models.ModelSpec, recorder: Any, steps: Steps, pruning: Pruning | None
+) -> dict:
+    client, run_id = recorder.client, recorder.id
+    params = tracking.flatten(config.to_container(cfg))
+    params.update({f"segments.{name}": ",".join(span) for name, span in data.segments.as_dict().items()})
+    truncated = tracking.log_params(client, run_id, params)
+    if truncated:
+        client.set_tag(run_id, "qtrack.truncated_params", ",".join(truncated))
+    client.log_text(run_id, config.to_yaml(cfg), "config.yaml")
+    log_uncommitted_code(client, run_id)
+
+    with steps.step("fit", f"fitting {spec.name}"):
+        model = _fit(spec, data, pruning)
+        tracking.log_curves(client, run_id, models.training_curves(spec, model))
+    with steps.step("validation", "validation metrics"):
+        tracking.log_metrics(client, run_id, _segment_metrics(data, model, "valid"))
+    with steps.step("records", "predicting, IC analysis and backtest"), _QLIB_DATA_LOCK:
+        _run_records(cfg, data, model, recorder)
+    with steps.step("logging", "logging metrics, plots and model"):
+        extra = _log_extras(cfg, data, spec, model, recorder)
+    tracking.log_metrics(client, run_id, {f"time.{k}_seconds": v for k, v in steps.seconds.items()})
+    return extra
+
+
+def fit_and_score(cfg: Any, data: PreparedData, steps: Steps, pruning: Pruning | None = None) -> dict[str, float]:
+    """Fit, then the validation and test metrics (`valid.*`, `test.*`), tracking nothing."""
+    spec = models.model_spec(config.to_container(cfg.model), int(cfg.seed))
+    _seed_everything(int(cfg.seed))
+    with steps.step("fit", f"fitting {spec.name}"):
+        model = _fit(spec, data, pruning)
+    with steps.step("validation", "validation and test metrics"):
+        return {**_segment_metrics(data, model, "valid"), **_segment_metrics(data, model, "test")}
+
+
+def _fit(spec: models.ModelSpec, data: PreparedData, pruning: Pruning | None) -> Any:
+    model = models.build_model(spec)
+    model.fit(data.dataset, **spec.fit_kwargs, **(pruning.fit_kwargs(spec) if pruning else {}))
+    if pruning:
+        pruning.after_fit()
+    return model
+
+
+def _segment_metrics(data: PreparedData, model: Any, segment: str) -> dict[str, float]:
+    """Signal and regression metrics of one segment, named `<segment>.<metric>`."""
+    from qlib.data.dataset.handler import DataHandlerLP
+
+    pred = model.predict(data.dataset, segment=segment)
+    raw = data.dataset.prepare(segment, col_set="label", data_key=DataHandlerLP.DK_R).iloc[:, 0]
+    learned = data.dataset.prepare(segment, col_set="label", data_key=DataHandlerLP.DK_L).iloc[:, 0]
+    found = {**metrics.signal_metrics(pred, raw), **metrics.regression_metrics(pred, learned)}
+    return {f"{segment}.{name}": value for name, value in found.items()}
 
 
 def _tag(key: str, value: str):
@@ -178,7 +277,7 @@ def _log_extras(cfg: Any, data: PreparedData, spec: models.ModelSpec, model: Any
         _log_plots(recorder)
     if cfg.mlflow.log_model and spec.flavor:
         example = data.dataset.prepare("test", col_set="feature", data_key=DataHandlerLP.DK_I).head(5)
-        logged = models.log_flavor_model(spec, model, example)
+        logged = models.log_flavor_model(spec, model, example, run_id, cfg.mlflow.tracking_uri)
         client.set_tag(run_id, "qtrack.model_uri", logged.model_uri)
     return extra
 

@@ -1,6 +1,8 @@
-"""Test-segment metrics beyond Qlib's IC and backtest figures.
+"""Signal metrics for any segment (as Qlib's SigAnaRecord defines them) and regression metrics.
 
-They compare predictions with the label the model was trained on (the processed label, for example
+Signal metrics (IC, ICIR, Rank IC, Rank ICIR) compare predictions with the raw label, day by day.
+
+Regression metrics compare predictions with the label the model was trained on (the processed label, for example
 the cross-sectional rank of the return), so that their scale is meaningful:
 - rmse, mae: as usual;
 - mape: the weighted absolute percentage error sum|y - p| / sum|y| -- unlike the mean of |y - p| / |y|
@@ -33,3 +35,16 @@ def regression_metrics(pred: pd.Series, label: pd.Series) -> dict[str, float]:
 def daily_ic(pred: pd.Series, label: pd.Series, method: str = "pearson") -> pd.Series:
     frame = pd.concat({"pred": pred, "label": label}, axis=1, join="inner").dropna()
     return frame.groupby(level="datetime").apply(lambda day: day["pred"].corr(day["label"], method=method))
+
+
+def signal_metrics(pred: pd.Series, label: pd.Series) -> dict[str, float]:
+    """Qlib's SigAnaRecord figures (daily Pearson and Spearman IC, their mean and mean/std)."""
+    from qlib.contrib.eva.alpha import calc_ic
+
+    ic, rank_ic = calc_ic(pred, label)
+    return {
+        "IC": float(ic.mean()),
+        "ICIR": float(ic.mean() / ic.std()),
+        "Rank IC": float(rank_ic.mean()),
+        "Rank ICIR": float(rank_ic.mean() / rank_ic.std()),
+    }

@@ -50,7 +50,14 @@ def build_model(spec: ModelSpec):
 
 
 def training_curves(spec: ModelSpec, model: Any) -> dict[str, list[float]]:
-    """Per-iteration train/valid losses that Qlib does not log itself (it does for LightGBM)."""
+    """Per-iteration train/valid losses, named `<metric>.<train|valid>` (Qlib's names for LightGBM)."""
+    if spec.flavor == "lightgbm":
+        result = getattr(model, "evals_result", None) or {}
+        return {
+            f"{metric}.{part}".replace("@", "_"): list(map(float, values))
+            for part, by_metric in result.items()
+            for metric, values in by_metric.items()
+        }
     if spec.flavor == "xgboost":
         result = spec.fit_kwargs.get("evals_result") or {}
         return {f"loss.{part}": list(map(float, values)) for part, values in result.items()}
@@ -65,8 +72,9 @@ def training_curves(spec: ModelSpec, model: Any) -> dict[str, list[float]]:
     return {}
 
 
-def log_flavor_model(spec: ModelSpec, model: Any, example):
-    """Log the fitted model as an MLflow model of its own flavour (loadable with mlflow.pyfunc)."""
+def log_flavor_model(spec: ModelSpec, model: Any, example, run_id: str, tracking_uri: str):
+    """Log the fitted model to the run as an MLflow model of its own flavour (loadable with mlflow.pyfunc)."""
+    import mlflow
     from mlflow.models import infer_signature
 
     if spec.flavor is None:
@@ -82,15 +90,19 @@ def log_flavor_model(spec: ModelSpec, model: Any, example):
         from qtrack.linear import SKOPS_TRUSTED_TYPES
 
         extra["skops_trusted_types"] = SKOPS_TRUSTED_TYPES
-    # Explicit requirements: inferring them loads the model in a subprocess (about 6 s).
-    return flavor.log_model(
-        native,
-        name="model",
-        signature=signature,
-        input_example=example.head(2),
-        pip_requirements=flavor.get_default_pip_requirements(),
-        **extra,
-    )
+    # MLflow's fluent API links a logged model to the thread's active run; every run of a process
+    # uses the same tracking URI, so setting it globally is safe.
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        # Explicit requirements: inferring them loads the model in a subprocess (about 6 s).
+        return flavor.log_model(
+            native,
+            name="model",
+            signature=signature,
+            input_example=example.head(2),
+            pip_requirements=flavor.get_default_pip_requirements(),
+            **extra,
+        )
 
 
 def native_predict(flavor: str, native: Any, frame):

@@ -1,4 +1,4 @@
-"""PNG plots for a run: cumulative excess return against the benchmark, and the daily IC."""
+"""PNG plots: a run's cumulative excess return and daily IC; a sweep's history and importances."""
 
 from __future__ import annotations
 
@@ -43,3 +43,23 @@ def _save(plt, fig, ax, title: str, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def optimization_history_plot(numbers: list[int], values: list[float], maximize: bool, metric: str, path: Path) -> Path:
+    plt, fig, ax = _figure()
+    series = pd.Series(values, index=numbers, dtype=float)
+    best = series.cummax() if maximize else series.cummin()
+    ax.scatter(series.index, series.to_numpy(), s=14, color="tab:blue", label="trial")
+    ax.step(best.index, best.to_numpy(), where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    fig.tight_layout()
+    return _save(plt, fig, ax, f"Optimisation history ({metric}, validation segment)", path)
+
+
+def param_importance_plot(importances: dict[str, float], path: Path) -> Path:
+    plt, fig, ax = _figure()
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[name] for name in names], color="tab:blue", label="importance")
+    ax.set_xlabel("share of the objective's variance (fANOVA)")
+    return _save(plt, fig, ax, "Hyperparameter importance", path)

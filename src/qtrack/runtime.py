@@ -10,6 +10,7 @@ import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "git")
 
@@ -82,7 +83,6 @@ def init_qlib(
             "kwargs": {"uri": tracking_uri, "default_exp_name": experiment_name},
         },
     )
-    _silence_recorder_git()
     _quiet_loggers()
 
 
@@ -95,23 +95,14 @@ def _quiet_loggers() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _silence_recorder_git() -> None:
-    """Qlib's recorder runs `git diff` in the cwd and prints git's help page outside a repo."""
-    from qlib.workflow.recorder import MLflowRecorder
-
-    if getattr(MLflowRecorder, "_qtrack_patched", False):
+def log_uncommitted_code(client: Any, run_id: str) -> None:
+    """What Qlib's recorder does on start, without printing git's help page outside a repository."""
+    if git_output(["rev-parse", "--is-inside-work-tree"]) != "true":
         return
-
-    def log_uncommitted_code(self) -> None:
-        if git_output(["rev-parse", "--is-inside-work-tree"]) != "true":
-            return
-        for args, name in ((["diff"], "code_diff.txt"), (["status"], "code_status.txt")):
-            text = git_output(args)
-            if text:
-                self.client.log_text(self.id, text, name)
-
-    MLflowRecorder._log_uncommitted_code = log_uncommitted_code
-    MLflowRecorder._qtrack_patched = True
+    for args, name in ((["diff"], "code_diff.txt"), (["status"], "code_status.txt")):
+        text = git_output(args)
+        if text:
+            client.log_text(run_id, text, name)
 
 
 def git_output(args: list[str]) -> str | None:

@@ -68,9 +68,27 @@ class MlflowSchema:
     plots: bool = True
 
 
+@dataclass
+class OptimizeSchema:
+    metric: str = "ICIR"
+    direction: Optional[str] = None
+    trials: int = 20
+    max_trials: Optional[int] = None
+    timeout: Optional[float] = None
+    study_name: Optional[str] = None
+    storage: Optional[str] = None
+    n_jobs: int = 1
+    mlflow: bool = True
+    sampler: str = "tpe"
+    startup_trials: int = 5
+    pruner: str = "median"
+    warmup_steps: int = 10
+
+
 SCHEMAS = {
     "dataset": DatasetSchema,
     "features": FeaturesSchema,
     "backtest": BacktestSchema,
     "mlflow": MlflowSchema,
+    "optimize": OptimizeSchema,
 }

@@ -24,7 +24,8 @@ class StageContext:
 @contextmanager
 def stage(name: str, overrides: list[str]) -> Iterator[StageContext]:
     composed = config.compose(name, overrides)
-    check_tracking_uri(composed.cfg.mlflow.tracking_uri)
+    if _tracks(composed.cfg):
+        check_tracking_uri(composed.cfg.mlflow.tracking_uri)
     run_dir = outputs.make_run_dir(composed.run_dir)
     (run_dir / "config.yaml").write_text(config.to_yaml(composed.cfg))
     handler = outputs.attach_log_file(run_dir)
@@ -35,3 +36,8 @@ def stage(name: str, overrides: list[str]) -> Iterator[StageContext]:
         raise
     finally:
         outputs.detach_log_file(handler)
+
+
+def _tracks(cfg: Any) -> bool:
+    """Whether the stage logs to MLflow (only `optimize --no-mlflow` does not)."""
+    return "optimize" not in cfg or bool(cfg.optimize.mlflow)

@@ -1,0 +1,85 @@
+"""Qlib's LightGBM and CatBoost models, with two changes qtrack needs.
+
+- `fit(..., callbacks=[...])` passes extra per-iteration callbacks to the booster (Optuna pruning).
+  Qlib hard-codes LightGBM's callback list, and hands CatBoost's fit kwargs to its constructor too.
+- LightGBM's curves stay on the model (`evals_result`) instead of going to Qlib's global recorder `R`,
+  so several models can be fitted at once in threads; qtrack logs the curves to the right run.
+
+Training is otherwise Qlib's own code path: the same data preparation, parameters and predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qlib.contrib.model.catboost_model import CatBoostModel as QlibCatBoostModel
+from qlib.contrib.model.gbdt import LGBModel as QlibLGBModel
+
+
+class LGBModel(QlibLGBModel):
+    def fit(
+        self,
+        dataset: Any,
+        num_boost_round: int | None = None,
+        early_stopping_rounds: int | None = None,
+        verbose_eval: int = 20,
+        evals_result: dict | None = None,
+        reweighter: Any = None,
+        callbacks: list | None = None,
+        **kwargs: Any,
+    ) -> None:
+        import lightgbm as lgb
+
+        self.evals_result = {} if evals_result is None else evals_result
+        parts, names = zip(*self._prepare_data(dataset, reweighter), strict=True)
+        stopping = self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds
+        self.model = lgb.train(
+            self.params,
+            parts[0],
+            num_boost_round=self.num_boost_round if num_boost_round is None else num_boost_round,
+            valid_sets=parts,
+            valid_names=names,
+            callbacks=[
+                lgb.early_stopping(stopping),
+                lgb.log_evaluation(period=verbose_eval),
+                lgb.record_evaluation(self.evals_result),
+                *(callbacks or []),
+            ],
+            **kwargs,
+        )
+
+
+class CatBoostModel(QlibCatBoostModel):
+    def fit(
+        self,
+        dataset: Any,
+        num_boost_round: int = 1000,
+        early_stopping_rounds: int = 50,
+        verbose_eval: int = 20,
+        reweighter: Any = None,
+        callbacks: list | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from catboost import CatBoost, Pool
+        from catboost.utils import get_gpu_device_count
+        from qlib.data.dataset.handler import DataHandlerLP
+
+        if reweighter is not None:
+            raise ValueError("qtrack's CatBoostModel does not take a reweighter")
+        train, valid = dataset.prepare(["train", "valid"], col_set=["feature", "label"], data_key=DataHandlerLP.DK_L)
+        if train.empty or valid.empty:
+            raise ValueError("Empty data from dataset, please check your dataset config.")
+        pools = [Pool(data=part["feature"], label=_one_label(part["label"])) for part in (train, valid)]
+        self._params.update(
+            iterations=num_boost_round, early_stopping_rounds=early_stopping_rounds, verbose_eval=verbose_eval,
+            task_type="GPU" if get_gpu_device_count() > 0 else "CPU",
+        )
+        self.model = CatBoost(self._params, **kwargs)
+        self.model.fit(pools[0], eval_set=pools[1], use_best_model=True, callbacks=callbacks, **kwargs)
+
+
+def _one_label(label: Any) -> Any:
+    values = label.values
+    if values.ndim != 2 or values.shape[1] != 1:
+        raise ValueError("CatBoost doesn't support multi-label training")
+    return values[:, 0]
