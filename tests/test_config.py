@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from qtrack import config, models
+from qtrack import config, models, search_space
 from qtrack.errors import QtrackError
 
 
 def all_group_choices() -> list[tuple[str, str]]:
-    return [(group, option) for group, options in config.config_groups().items() for option in options]
+    return [(group, option) for group, options in config.config_groups().items() for option in options
+            if group != "search_space"]
 
 
 @pytest.mark.parametrize(("group", "option"), all_group_choices())
@@ -16,6 +17,22 @@ def test_every_config_option_composes(workspace, group, option):
     assert cfg[group] is not None
     assert cfg.mlflow.tracking_uri == f"sqlite:///{workspace / 'mlruns' / 'mlflow.db'}"
     assert cfg.mlflow.experiment_name == f"{cfg.dataset.name}_{cfg.features.name}"
+
+
+@pytest.mark.parametrize("model", config.config_groups()["search_space"])
+def test_every_search_space_follows_its_model_and_parses(workspace, model):
+    cfg = config.compose("optimize", [f"model={model}"]).cfg
+    specs = search_space.parse(config.to_container(cfg.search_space), config.to_container(cfg.model))
+    assert {spec.name for spec in specs} == set(cfg.search_space)
+    assert all(spec.name in cfg.model for spec in specs)
+
+
+def test_search_space_overrides_round_trip_through_hydra(workspace):
+    params = {"learning_rate": 0.012345678901234567, "num_leaves": 37, "lambda_l1": 1e-05}
+    cfg = config.compose("train", search_space.as_overrides(params)).cfg
+    assert {name: cfg.model[name] for name in params} == params
+    for value in ("postgresql://u:p@h:5432/db", "it's", "a b", "true", "1e-5", "back\\slash", "end\\", "a\\'b"):
+        assert config.compose("train", [f"run_name={config.override_value(value)}"]).cfg.run_name == value
 
 
 @pytest.mark.parametrize("name", config.config_groups()["model"])

@@ -186,4 +186,6 @@ def override_value(value: Any) -> str:
     text = str(value)
     if _PLAIN_VALUE.fullmatch(text) and text.lower() not in ("true", "false", "null", "inf", "nan"):
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # Hydra's quoted strings keep backslashes, except a run of them before a quote or at the end.
+    escaped = re.sub(r"(\\+)(?='|$)", lambda run: run.group(1) * 2, text)
+    return "'" + escaped.replace("'", "\\'") + "'"
