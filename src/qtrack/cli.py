@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    from qtrack.tracking_store import mask_uri
+    from qtrack.redact import text
 
-    sys.stderr.write(f"qtrack: error: {mask_uri(' '.join(message.split()))}\n")
+    sys.stderr.write(f"qtrack: error: {text(' '.join(message.split()))}\n")
 
 
 def run_optimization() -> int:

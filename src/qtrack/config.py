@@ -170,9 +170,12 @@ def to_container(cfg: Any) -> dict:
 
 
 def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML, secrets masked: this is what qtrack writes and prints."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    from qtrack import redact
+
+    return OmegaConf.to_yaml(OmegaConf.create(redact.tree(to_container(cfg))))
 
 
 def override_value(value: Any) -> str:

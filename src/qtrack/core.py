@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qtrack import config, metrics, models, plots, tracking
+from qtrack import config, metrics, models, plots, redact, tracking
 from qtrack.console import Steps
 from qtrack.dataset import DataSource
 from qtrack.runtime import log_uncommitted_code
@@ -125,9 +125,7 @@ def fit_and_evaluate(
 
 
 def one_line_error(exc: BaseException) -> str:
-    from qtrack.tracking_store import mask_uri
-
-    return mask_uri(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:1000]
+    return redact.text(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:1000]
 
 
 def _open_run(cfg: Any, run_name: str, tags: dict[str, str]) -> tuple[Any, Any]:
@@ -214,7 +212,7 @@ def _segment_metrics(data: PreparedData, model: Any, segment: str) -> dict[str, 
 def _tag(key: str, value: str):
     from mlflow.entities import RunTag
 
-    return RunTag(key, str(value)[:5000])
+    return RunTag(key, redact.text(str(value))[:5000])
 
 
 def _seed_everything(seed: int) -> None:

@@ -191,7 +191,6 @@ class Sweep:
         from mlflow.tracking import MlflowClient
 
         from qtrack.core import experiment_id_for
-        from qtrack.tracking_store import mask_uri
 
         self.client = MlflowClient(self.cfg.mlflow.tracking_uri)
         experiment_id = experiment_id_for(self.client, self.cfg.mlflow.experiment_name)
@@ -204,11 +203,10 @@ class Sweep:
         run = self.client.create_run(experiment_id, run_name=f"optimize-{self.settings.study_name}", tags=tags)
         self.parent_run_id = run.info.run_id
         logged = config.to_container(self.cfg)
-        logged["optimize"]["storage"] = mask_uri(logged["optimize"].get("storage") or self.settings.storage.url)
+        logged["optimize"]["storage"] = logged["optimize"].get("storage") or self.settings.storage.url
         logged["search_space"] = json.dumps(logged["search_space"], sort_keys=True)
         tracking.log_params(self.client, self.parent_run_id, tracking.flatten(logged))
-        self.client.log_text(self.parent_run_id, config.to_yaml(self.cfg).replace(
-            self.settings.storage.url, self.settings.storage.masked), "config.yaml")
+        self.client.log_text(self.parent_run_id, config.to_yaml(self.cfg), "config.yaml")
 
     # -- workers ------------------------------------------------------------------------------
     def _run_workers(self) -> None:

@@ -6,6 +6,8 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
+from qtrack.redact import RedactingFilter
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -24,6 +26,7 @@ def attach_log_file(run_dir: Path) -> logging.Handler:
     """Everything at INFO and above (qtrack's and the libraries') goes to <run_dir>/run.log."""
     handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactingFilter())
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
     root.addHandler(handler)

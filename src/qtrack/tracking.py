@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from qtrack import __version__
+from qtrack import __version__, redact
 from qtrack.runtime import git_output
 
 log = logging.getLogger("qtrack")
@@ -49,7 +49,7 @@ def log_params(client: Any, run_id: str, params: dict[str, str]) -> list[str]:
 
     truncated, entries = [], []
     for key, value in params.items():
-        fitted, cut = fit_value(value)
+        fitted, cut = fit_value(redact.MASK if redact.is_secret_key(key) else redact.text(value))
         if cut:
             truncated.append(key)
             log.warning("param %s is %d chars long; logged truncated to %d", key, len(value), PARAM_VALUE_LIMIT)
@@ -103,4 +103,4 @@ def run_tags(fingerprint: str, extra: dict[str, str] | None = None) -> dict[str,
     if commit:
         tags["qtrack.git_commit"] = commit
         tags["mlflow.source.git.commit"] = commit
-    return {**tags, **(extra or {})}
+    return {key: redact.text(str(value)) for key, value in {**tags, **(extra or {})}.items()}
