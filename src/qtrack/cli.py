@@ -124,6 +124,40 @@ def optimize(
     run_optimize([*(overrides or []), *extra], quiet=quiet)
 
 
+TRACKING_URI_HELP = "Default: MLFLOW_TRACKING_URI, else the local store sqlite:///./mlruns/mlflow.db."
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(5000, "--port", min=1, max=65535),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+) -> None:
+    """Open the MLflow UI on the local tracking store (127.0.0.1:5000 unless told otherwise)."""
+    import os
+
+    from qtrack.config import tracking_uri as resolve_uri
+    from qtrack.hygiene import ui_command
+
+    command = ui_command(resolve_uri(tracking_uri), host, port)
+    typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    os.execv(command[0], command)
+
+
+@app.command()
+def gc(
+    older_than: str = typer.Option(..., "--older-than", help="Age such as 30d, 12h or 1d12h."),
+    experiment: str | None = typer.Option(None, "--experiment", help="Only this experiment (default: all)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted; delete nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+) -> None:
+    """Delete finished runs older than a cutoff, with their artifacts; runs behind registered models stay."""
+    from qtrack.gc_cli import run_gc
+
+    run_gc(older_than, experiment, dry_run, yes, tracking_uri)
+
+
 def _add_subcommands() -> None:
     from qtrack.data_cli import app as data_app
 
@@ -137,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
     import click
 
+    from qtrack.tracking_store import apply_http_defaults
+
+    apply_http_defaults()
     try:
         # Without standalone mode Click returns (not raises) the code of a typer.Exit.
         code = app(args=argv, prog_name="qtrack", standalone_mode=False)

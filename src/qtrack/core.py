@@ -130,13 +130,14 @@ def one_line_error(exc: BaseException) -> str:
 
 def _open_run(cfg: Any, run_name: str, tags: dict[str, str]) -> tuple[Any, Any]:
     from mlflow.tracking import MlflowClient
-    from qlib.workflow.recorder import MLflowRecorder
+
+    from qtrack.recorder import CachingRecorder
 
     uri = cfg.mlflow.tracking_uri
     client = MlflowClient(uri)
     experiment_id = experiment_id_for(client, cfg.mlflow.experiment_name)
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-    return client, MLflowRecorder(experiment_id, uri, mlflow_run=run)
+    return client, CachingRecorder(experiment_id, uri, mlflow_run=run)
 
 
 def experiment_id_for(client: Any, name: str) -> str:
@@ -275,7 +276,7 @@ def _log_extras(cfg: Any, data: PreparedData, spec: models.ModelSpec, model: Any
         _log_plots(recorder)
     if cfg.mlflow.log_model and spec.flavor:
         example = data.dataset.prepare("test", col_set="feature", data_key=DataHandlerLP.DK_I).head(5)
-        logged = models.log_flavor_model(spec, model, example, run_id, cfg.mlflow.tracking_uri)
+        logged = models.log_flavor_model(spec, model, example, recorder, cfg.mlflow.tracking_uri)
         client.set_tag(run_id, "qtrack.model_uri", logged.model_uri)
     return extra
 

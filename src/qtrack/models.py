@@ -72,9 +72,12 @@ def training_curves(spec: ModelSpec, model: Any) -> dict[str, list[float]]:
     return {}
 
 
-def log_flavor_model(spec: ModelSpec, model: Any, example, run_id: str, tracking_uri: str):
-    """Log the fitted model to the run as an MLflow model of its own flavour (loadable with mlflow.pyfunc)."""
+def log_flavor_model(spec: ModelSpec, model: Any, example, recorder: Any, tracking_uri: str):
+    """Log the fitted model as an MLflow model of its own flavour (loadable with mlflow.pyfunc), as the
+    run's output. No fluent active run is used: runs in threads stay separate, and MLflow does not copy
+    every metric's history onto the model (one request per metric, slow against a server)."""
     import mlflow
+    from mlflow.entities import LoggedModelOutput
     from mlflow.models import infer_signature
 
     if spec.flavor is None:
@@ -90,19 +93,22 @@ def log_flavor_model(spec: ModelSpec, model: Any, example, run_id: str, tracking
         from qtrack.linear import SKOPS_TRUSTED_TYPES
 
         extra["skops_trusted_types"] = SKOPS_TRUSTED_TYPES
-    # MLflow's fluent API links a logged model to the thread's active run; every run of a process
-    # uses the same tracking URI, so setting it globally is safe.
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        # Explicit requirements: inferring them loads the model in a subprocess (about 6 s).
-        return flavor.log_model(
-            native,
-            name="model",
-            signature=signature,
-            input_example=example.head(2),
-            pip_requirements=flavor.get_default_pip_requirements(),
-            **extra,
-        )
+    mlflow.set_tracking_uri(tracking_uri)  # log_model resolves the global URI; one URI per process
+    client, run_id = recorder.client, recorder.id
+    created = client.create_logged_model(recorder.experiment_id, name="model", source_run_id=run_id,
+                                         tags={"mlflow.source.flavor": spec.flavor})
+    # Explicit requirements: inferring them loads the model in a subprocess (about 6 s).
+    info = flavor.log_model(
+        native,
+        name="model",
+        model_id=created.model_id,
+        signature=signature,
+        input_example=example.head(2),
+        pip_requirements=flavor.get_default_pip_requirements(),
+        **extra,
+    )
+    client.log_outputs(run_id, [LoggedModelOutput(created.model_id, step=0)])
+    return info
 
 
 def native_predict(flavor: str, native: Any, frame):

@@ -38,6 +38,15 @@ def text(value: str) -> str:
     return masked
 
 
+def argv(args: list[str]) -> list[str]:
+    """Command-line arguments with secret overrides (`+vendor.token=...`) and secret text masked."""
+    masked = []
+    for arg in args:
+        key, sep, _ = arg.partition("=")
+        masked.append(f"{key}={MASK}" if sep and is_secret_key(key.lstrip("+~")) else text(arg))
+    return masked
+
+
 def tree(value: Any, key: str = "") -> Any:
     """A copy of a config tree with secret keys' values and any secret text masked."""
     if isinstance(value, dict):

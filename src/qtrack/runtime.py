@@ -19,9 +19,13 @@ def quiet_third_party() -> None:
     """Keep warnings and chatter from Qlib, MLflow, gym and pandas off the screen."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # it would print the URI
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MPLBACKEND", "Agg")
+    from qtrack.tracking_store import apply_http_defaults
+
+    apply_http_defaults()
     for category in (FutureWarning, DeprecationWarning, UserWarning, RuntimeWarning):
         warnings.filterwarnings("ignore", category=category)
     from pandas.errors import SettingWithCopyWarning

@@ -96,7 +96,7 @@ def run_tags(fingerprint: str, extra: dict[str, str] | None = None) -> dict[str,
     tags = {
         "qtrack.version": __version__,
         "qtrack.data_fingerprint": fingerprint,
-        "qtrack.command": shlex.join(["qtrack", *sys.argv[1:]]),
+        "qtrack.command": shlex.join(["qtrack", *redact.argv(sys.argv[1:])]),
         "qtrack.host": platform.node(),
     }
     commit = git_output(["rev-parse", "HEAD"])
