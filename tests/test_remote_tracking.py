@@ -128,6 +128,26 @@ def test_credentials_inside_the_uri_are_masked_everywhere(server, tmp_path, monk
     assert PASSWORD not in result.stdout + result.stderr + run_folder_text(tmp_path)
 
 
+def test_optimize_and_benchmark_nest_their_runs_on_the_server(server, tmp_path, monkeypatch):
+    url, _ = server
+    light = [*FAST, "mlflow.log_model=false", "mlflow.plots=false"]
+    env = {**credentials(url), "QTRACK_DATA_ROOT": str(tmp_path / "data")}
+    swept = run_cli(["optimize", "--trials", "2", "--study-name", "remote-sweep", *light], cwd=tmp_path, env=env)
+    assert swept.code == 0, swept.stderr[-3000:]
+    compared = run_cli(["benchmark", "models=[lightgbm]", "seeds=1", *light], cwd=tmp_path, env=env)
+    assert compared.code == 0, compared.stderr[-3000:]
+    for name, value in credentials(url).items():
+        monkeypatch.setenv(name, value)
+    client = MlflowClient(url)
+    experiment_id = client.get_experiment_by_name("synthetic_alpha158").experiment_id
+    for stage, count in (("optimize", 2), ("benchmark", 1)):
+        (parent,) = client.search_runs([experiment_id], f"tags.`qtrack.stage` = '{stage}'")
+        kids = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        assert parent.info.status == "FINISHED" and len(kids) == count
+        assert {kid.info.status for kid in kids} == {"FINISHED"}
+    assert PASSWORD not in swept.stdout + swept.stderr + compared.stdout + compared.stderr
+
+
 def test_a_wrong_password_exits_3_within_seconds(server, tmp_path):
     url, _ = server
     start = time.monotonic()
