@@ -128,6 +128,63 @@ TRACKING_URI_HELP = "Default: MLFLOW_TRACKING_URI, else the local store sqlite:/
 
 
 @app.command()
+def register(
+    run_id: str = typer.Argument(..., help="A train run whose model to register."),
+    name: str = typer.Option(..., "--name", help="The registered model's name."),
+    alias: str | None = typer.Option(None, "--alias", help="Point this alias (for example champion) at the version."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+) -> None:
+    """Register a train run's model in the MLflow Model Registry as a new version."""
+    from qtrack import config, registry
+    from qtrack.console import out
+    from qtrack.runtime import quiet_third_party
+    from qtrack.tracking_store import check_tracking_uri
+
+    quiet_third_party()
+    uri = config.tracking_uri(tracking_uri)
+    check_tracking_uri(uri)
+    version = registry.register(registry.client_for(uri), run_id, name, alias)
+    out.print(f"registered {name} version {version.version}" + (f" as @{alias}" if alias else ""))
+
+
+@app.command()
+def predict(
+    model: str = typer.Option(..., "--model", help="MODEL@ALIAS or MODEL/VERSION."),
+    output: str = typer.Option(..., "--output", help="A .csv or .parquet file."),
+    data: str | None = typer.Option(None, "--data", help="Dataset name (default: the one the model trained on)."),
+    start: str | None = typer.Option(None, "--start", help="First day (default: the data's latest day)."),
+    end: str | None = typer.Option(None, "--end", help="Last day (default: the data's latest day)."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+) -> None:
+    """Score every instrument on the requested days with a registered model and its own feature pipeline."""
+    from pathlib import Path
+
+    from qtrack.console import out
+    from qtrack.predict import run_predict
+
+    done = run_predict(model, data, start, end, Path(output), tracking_uri)
+    out.print(f"{done.model} version {done.version}: {done.rows} scores ({done.instruments} instruments x "
+              f"{done.days} days, {done.start} to {done.end}) written to {done.output}", soft_wrap=True)
+
+
+@app.command(
+    epilog=_groups_epilog(),
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def retrain(
+    overrides: list[str] | None = typer.Argument(None, help="retrain.* settings, then any train override."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the decision."),
+) -> None:
+    """Train a challenger on the latest data; promote it over the champion only when it scores better.
+
+    Exit codes: 0 done (promoted, kept or nothing new), 2 bad config or data, 3 tracking server or
+    registry unreachable, 4 another retrain of the same model is running on this machine."""
+    from qtrack.retrain import run_retrain
+
+    run_retrain(overrides or [], quiet=quiet)
+
+
+@app.command()
 def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(5000, "--port", min=1, max=65535),
@@ -160,8 +217,10 @@ def gc(
 
 def _add_subcommands() -> None:
     from qtrack.data_cli import app as data_app
+    from qtrack.registry_cli import app as models_app
 
     app.add_typer(data_app, name="data")
+    app.add_typer(models_app, name="models")
 
 
 _add_subcommands()

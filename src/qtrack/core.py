@@ -50,6 +50,8 @@ class PreparedData:
     benchmark: Any  # an instrument code or a list of codes (equal-weighted universe)
     cache_status: str = "off"  # feature cache: hit, miss or off
     cache: Any = None  # the FeatureCache, whose counters prove the dataset was built once
+    pipeline: bytes = b""  # the dataset without data, with fitted processors (dataset.pipeline_bytes)
+    data_end: str = ""  # the data's last day: a retrain is due once the data goes beyond it
 
 
 @dataclass
@@ -91,7 +93,8 @@ def fit_and_evaluate(
     can proceed at once in threads (optimize --n-jobs)."""
     spec = models.model_spec(config.to_container(cfg.model), int(cfg.seed))
     _seed_everything(int(cfg.seed))
-    tags = tracking.run_tags(data.source.fingerprint, {"qtrack.feature_cache": data.cache_status, **(extra_tags or {})})
+    tags = tracking.run_tags(data.source.fingerprint, {"qtrack.feature_cache": data.cache_status,
+                                                       "qtrack.data_end": data.data_end, **(extra_tags or {})})
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     client, recorder = _open_run(cfg, run_name, tags)
@@ -267,6 +270,8 @@ def _log_extras(cfg: Any, data: PreparedData, spec: models.ModelSpec, model: Any
     pred = recorder.load_object("pred.pkl")
     target = data.dataset.prepare("test", col_set="label", data_key=DataHandlerLP.DK_L)
     recorder.save_objects(**{"target.pkl": target, "params.pkl": model})
+    if data.pipeline:
+        _log_bytes(client, run_id, data.pipeline, "dataset.pkl")
     extra: dict = metrics.regression_metrics(pred.iloc[:, 0], target.iloc[:, 0])
     tracking.log_metrics(client, run_id, extra)
     if pred.iloc[:, 0].nunique() <= 1:
@@ -279,6 +284,13 @@ def _log_extras(cfg: Any, data: PreparedData, spec: models.ModelSpec, model: Any
         logged = models.log_flavor_model(spec, model, example, recorder, cfg.mlflow.tracking_uri)
         client.set_tag(run_id, "qtrack.model_uri", logged.model_uri)
     return extra
+
+
+def _log_bytes(client: Any, run_id: str, content: bytes, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(content)
+        client.log_artifact(run_id, str(path))
 
 
 def _log_plots(recorder: Any) -> None:

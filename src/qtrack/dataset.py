@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,13 @@ def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning
         cache_key(source.fingerprint, config), lambda: build_dataset(config), on_warning
     )
     return dataset, status, cache
+
+
+def pipeline_bytes(dataset: Any) -> bytes:
+    """The dataset definition with its fitted processors and without data: what `predict` rebuilds
+    features with (Qlib's own mechanism: pickle with dump_all=False, then setup_data(IT_LS))."""
+    dataset.config(recursive=True, dump_all=False)
+    return pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def kernels(cfg: Any) -> int | None:

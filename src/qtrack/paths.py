@@ -31,6 +31,14 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "conf"
 
 
+def tracking_folder(tracking_uri: str) -> Path:
+    """The local folder beside the tracking store (for Optuna journals and locks): the SQLite file's
+    folder, or ./mlruns for a server or database."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///"):]).parent
+    return Path.cwd() / "mlruns"
+
+
 def default_tracking_uri(cwd: Path | None = None) -> str:
     base = (cwd or Path.cwd()).resolve()
     return f"sqlite:///{base / 'mlruns' / 'mlflow.db'}"

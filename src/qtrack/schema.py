@@ -85,10 +85,23 @@ class OptimizeSchema:
     warmup_steps: int = 10
 
 
+@dataclass
+class RetrainSchema:
+    model_name: Optional[str] = None
+    alias: str = "champion"
+    train_days: int = 750
+    valid_days: int = 250
+    holdout_days: int = 120
+    metric: str = "Rank IC"
+    min_improvement: float = 0.0
+    summary: Optional[str] = None
+
+
 SCHEMAS = {
     "dataset": DatasetSchema,
     "features": FeaturesSchema,
     "backtest": BacktestSchema,
     "mlflow": MlflowSchema,
     "optimize": OptimizeSchema,
+    "retrain": RetrainSchema,
 }

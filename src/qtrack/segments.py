@@ -58,6 +58,26 @@ def auto_split(calendar: pd.DatetimeIndex, split: dict, horizon: int) -> Segment
     return Segments(*spans)
 
 
+def rolling(calendar: pd.DatetimeIndex, train_days: int, valid_days: int, holdout_days: int,
+            horizon: int) -> Segments:
+    """Train, valid and holdout windows ending at the calendar's last labelled day, most recent last,
+    separated by `horizon` days so that no label reaches into the next window."""
+    holdout_end = len(calendar) - 1 - horizon
+    holdout_start = holdout_end - holdout_days + 1
+    valid_end = holdout_start - horizon - 1
+    valid_start = valid_end - valid_days + 1
+    train_end = valid_start - horizon - 1
+    train_start = train_end - train_days + 1
+    if min(train_days, valid_days, holdout_days) < 5 or train_start < 0:
+        need = train_days + valid_days + holdout_days + 3 * horizon
+        raise QtrackError(
+            f"the data has {len(calendar)} trading days; retrain.train_days/valid_days/holdout_days "
+            f"need {need} (each at least 5)"
+        )
+    spans = [(train_start, train_end), (valid_start, valid_end), (holdout_start, holdout_end)]
+    return Segments(*((calendar[a], calendar[b]) for a, b in spans))
+
+
 def _parse(name: str, value, calendar: pd.DatetimeIndex) -> tuple[pd.Timestamp, pd.Timestamp]:
     if len(value) != 2:
         raise QtrackError(f"dataset.segments.{name}: expected [start, end], got {list(value)}")

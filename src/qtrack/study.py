@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack.errors import QtrackError
+from qtrack.paths import tracking_folder
 from qtrack.tracking_store import mask_uri
 
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
@@ -63,9 +64,7 @@ def _journal(path: Path) -> StudyStorage:
 
 
 def default_journal(tracking_uri: str) -> Path:
-    if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri[len("sqlite:///"):]).parent / "optuna.journal"
-    return Path.cwd() / "mlruns" / "optuna.journal"
+    return tracking_folder(tracking_uri) / "optuna.journal"
 
 
 def open_storage(storage: StudyStorage) -> Any:

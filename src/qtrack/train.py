@@ -8,7 +8,14 @@ from typing import Any
 from qtrack import qlib_format
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.core import SUMMARY_METRICS, PreparedData, RunResult, fit_and_evaluate
-from qtrack.dataset import dataset_config, ensure_data, kernels, load_or_build_dataset, resolve_segments
+from qtrack.dataset import (
+    dataset_config,
+    ensure_data,
+    kernels,
+    load_or_build_dataset,
+    pipeline_bytes,
+    resolve_segments,
+)
 from qtrack.runtime import init_qlib
 from qtrack.stage import stage
 from qtrack.tracking_store import mask_uri
@@ -29,6 +36,7 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
         dataset, cache_status, cache = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
     return PreparedData(
         source=source, segments=segs, dataset=dataset, benchmark=benchmark, cache_status=cache_status, cache=cache,
+        pipeline=pipeline_bytes(dataset), data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"),
     )
 
 

@@ -1,0 +1,202 @@
+"""Scheduled retrains on the S&P 500 sample: cut at the end of 2015, then of 2016; register, predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import SAMPLE, needs_sample, run_cli, tracking_uri
+
+pytestmark = needs_sample
+
+RETRAIN = ["retrain", "dataset.name=sp500", "retrain.train_days=500", "retrain.valid_days=120",
+           "retrain.holdout_days=120", "model.num_boost_round=50"]
+
+
+def cut_sample(destination: Path, last_day: str) -> Path:
+    """The sample with every price file cut after `last_day` (files that are not price tables as they are)."""
+    destination.mkdir(parents=True)
+    for path in SAMPLE.glob("*.csv"):
+        try:
+            frame = pd.read_csv(path)
+            frame = frame[pd.to_datetime(frame["timestamp"]) <= last_day]
+        except (KeyError, ValueError, pd.errors.ParserError):
+            shutil.copy(path, destination / path.name)
+            continue
+        frame.to_csv(destination / path.name, index=False)
+    return destination
+
+
+def import_cut(root: Path, last_day: str) -> None:
+    source = cut_sample(root / f"cut-{last_day}", last_day)
+    result = run_cli(["data", "import", str(source), "--name", "sp500"], cwd=root, env=env_for(root))
+    assert result.code == 0, result.stderr[-2000:]
+
+
+def env_for(root: Path) -> dict[str, str]:
+    return {"QTRACK_DATA_ROOT": str(root / "data")}
+
+
+def retrain(root: Path, name: str, summary: str, *extra: str):
+    result = run_cli([*RETRAIN, f"retrain.model_name={name}", f"retrain.summary={root / summary}", *extra],
+                     cwd=root, env=env_for(root))
+    assert result.code == 0, result.stderr[-3000:]
+    return json.loads((root / summary).read_text()), result
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("retrain")
+    import_cut(root, "2015-12-31")
+    first, _ = retrain(root, "sp", "first.json")
+    import_cut(root, "2016-12-31")
+    second, _ = retrain(root, "sp", "second.json")
+    return root, first, second
+
+
+def predict(root: Path, model: str, output: str, *window: str) -> pd.Series:
+    result = run_cli(["predict", "--model", model, "--output", str(root / output), *window], cwd=root,
+                     env=env_for(root))
+    assert result.code == 0, result.stderr[-3000:]
+    frame = pd.read_csv(root / output, parse_dates=["datetime"])
+    return frame.set_index(["datetime", "instrument"])["score"]
+
+
+def raw_label(root: Path, start: str, end: str) -> pd.Series:
+    """Alpha158's label, close(t+2) / close(t+1) - 1, straight from the imported price files."""
+    import qlib
+    from qlib.data import D
+
+    qlib.init(provider_uri=str(root / "data" / "sp500"), region="us")
+    frame = D.features(D.instruments("all"), ["Ref($close, -2) / Ref($close, -1) - 1"], start, end)
+    return frame.iloc[:, 0].swaplevel().sort_index()
+
+
+def mean_rank_ic(scores: pd.Series, label: pd.Series) -> float:
+    joined = pd.concat({"score": scores, "label": label}, axis=1, join="inner")
+    daily = joined.groupby(level="datetime").apply(lambda day: day["score"].corr(day["label"], method="spearman"))
+    return float(daily.mean())
+
+
+def test_the_first_retrain_promotes_because_there_is_no_champion(flow):
+    root, first, _ = flow
+    assert first["decision"] == "promoted" and first["reason"] == "there was no champion"
+    assert first["data_end"] == "2015-12-31" and first["champion_version"] is None
+    assert first["holdout"][1] <= "2015-12-31"
+
+
+def test_the_second_retrain_scores_both_models_on_one_holdout_and_follows_the_rule(flow):
+    root, _, second = flow
+    assert second["champion_version"] == "1" and second["challenger_version"] == "2"
+    start, end = second["holdout"]
+    assert "2016-01-01" <= start < end <= "2016-12-31"
+    # independent recomputation: each registered model scores the holdout through `qtrack predict`,
+    # and the label comes straight from the prices
+    label = raw_label(root, start, end)
+    for version, key in (("1", "champion_score"), ("2", "challenger_score")):
+        scores = predict(root, f"sp/{version}", f"holdout-v{version}.csv", "--start", start, "--end", end)
+        assert mean_rank_ic(scores, label) == pytest.approx(second[key], abs=1e-9)
+    expected = "promoted" if second["challenger_score"] - second["champion_score"] >= 0.0 else "kept"
+    assert second["decision"] == expected
+    client = MlflowClient(tracking_uri(root))
+    champion = client.get_model_version_by_alias("sp", "champion")
+    assert str(champion.version) == ("2" if expected == "promoted" else "1")
+    challenger = client.get_model_version("sp", "2")
+    assert challenger.tags["qtrack.retrain.decision"] == expected
+    assert client.get_run(second["challenger_run_id"]).data.tags["qtrack.retrain.decision"] == expected
+
+
+def test_a_retrain_without_new_data_does_nothing(flow):
+    root, _, _ = flow
+    client = MlflowClient(tracking_uri(root))
+    runs_before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    third, result = retrain(root, "sp", "third.json")
+    assert third["decision"] == "skipped" and "no new data" in third["reason"]
+    assert len(client.search_model_versions("name = 'sp'")) == 2
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs_before
+
+
+def test_predict_scores_every_instrument_and_matches_the_training_run(flow):
+    root, _, second = flow
+    client = MlflowClient(tracking_uri(root))
+    champion = client.get_model_version_by_alias("sp", "champion")
+    trained = pd.read_pickle(client.download_artifacts(champion.run_id, "pred.pkl", str(root / "pred"))).iloc[:, 0]
+    days = sorted(trained.index.get_level_values("datetime").unique())[-5:]
+    start, end = days[0].strftime("%Y-%m-%d"), days[-1].strftime("%Y-%m-%d")
+    scores = predict(root, "sp@champion", "window.csv", "--start", start, "--end", end)
+    joined = pd.concat({"predicted": scores, "trained": trained}, axis=1, join="inner")
+    assert len(joined) == len(scores) == len(trained.loc[days[0]:days[-1]])
+    assert np.abs(joined["predicted"] - joined["trained"]).max() < 1e-9
+
+    latest = predict(root, "sp@champion", "latest.csv")
+    instruments = pd.read_csv(root / "data" / "sp500" / "instruments" / "all.txt", sep="\t", header=None)
+    listed_on_last_day = set(instruments[instruments[2] >= "2016-12-30"][0])
+    assert set(latest.index.get_level_values("datetime")) == {pd.Timestamp("2016-12-30")}
+    assert set(latest.index.get_level_values("instrument")) == listed_on_last_day
+    parquet = run_cli(["predict", "--model", "sp@champion", "--output", str(root / "latest.parquet")], cwd=root,
+                      env=env_for(root))
+    assert parquet.code == 0 and len(pd.read_parquet(root / "latest.parquet")) == len(latest)
+
+
+def test_models_list_shows_versions_and_aliases(flow):
+    root, _, _ = flow
+    result = run_cli(["models", "list"], cwd=root, env=env_for(root))
+    assert result.code == 0, result.stderr
+    assert "champion" in result.stdout and "sp" in result.stdout
+
+
+def test_a_second_retrain_while_the_first_holds_the_lock_exits_4(flow):
+    from filelock import FileLock
+
+    from qtrack.retrain import lock_path
+
+    root, _, _ = flow
+    with FileLock(str(lock_path(tracking_uri(root), "sp"))):
+        result = run_cli([*RETRAIN, "retrain.model_name=sp"], cwd=root, env=env_for(root))
+    assert result.code == 4
+    assert "another retrain of model 'sp' is running" in result.stderr
+
+
+def test_a_failure_before_promotion_leaves_the_alias_unchanged(flow, monkeypatch):
+    from qtrack import registry
+    from qtrack.retrain import run_retrain
+
+    root, first, _ = flow
+    registered = run_cli(["register", first["challenger_run_id"], "--name", "sp-guarded", "--alias", "champion"],
+                         cwd=root, env=env_for(root))
+    assert registered.code == 0, registered.stderr
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("QTRACK_DATA_ROOT", str(root / "data"))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected failure before promotion")
+
+    monkeypatch.setattr(registry, "register", fail)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_retrain([*RETRAIN[1:], "retrain.model_name=sp-guarded", "retrain.min_improvement=-100"], quiet=True)
+    client = MlflowClient(tracking_uri(root))
+    assert str(client.get_model_version_by_alias("sp-guarded", "champion").version) == "1"
+    assert len(client.search_model_versions("name = 'sp-guarded'")) == 1
+
+
+def test_the_ci_script_imports_and_retrains(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    prices = cut_sample(tmp_path / "prices", "2015-12-31")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ci_retrain.sh"
+    env = cli_env({"QTRACK_DATA_ROOT": str(tmp_path / "data"), "QTRACK_SUMMARY": str(tmp_path / "summary.json"),
+                   "QTRACK": str(Path(sys.executable).parent / "qtrack"), "QTRACK_DATASET": "sp500"})
+    done = subprocess.run(["bash", str(script), str(prices), *RETRAIN[2:], "retrain.model_name=from-ci"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["model"] == "from-ci" and summary["decision"] == "promoted"
