@@ -249,17 +249,20 @@ def test_ctrl_c_kills_the_parent_and_leaves_a_resumable_study(failing):
     args = ["optimize", "--trials", "50", "--study-name", "interrupted", *FAST]
     process = subprocess.Popen(cli_command(args), cwd=failing, env=cli_env(env_for(failing)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
     for line in process.stderr:
+        seen.append(line)
         if line.startswith("trial   0"):
             break
     time.sleep(1.0)  # into the next trial
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
-    assert process.returncode == 130, rest[-3000:]
-    assert "resume" in rest and "Traceback" not in rest
+    output = "".join(seen) + rest
+    assert process.returncode == 130, output[-3000:]
+    assert "resume" in rest and "Traceback" not in rest, output[-3000:]
     study = load(failing, "interrupted")
     trials = study.get_trials()
-    assert all(t.state.name != "RUNNING" for t in trials)
+    assert all(t.state.name != "RUNNING" for t in trials), [(t.number, t.state.name) for t in trials]
     assert 1 <= sum(t.state.name == "COMPLETE" for t in trials) < 50
     client = MlflowClient(tracking_uri(failing))
     parent = next(p for p in parents(client) if p.data.tags["optuna.study_name"] == "interrupted")

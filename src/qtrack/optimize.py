@@ -142,6 +142,7 @@ class Sweep:
         self.outcomes: list[TrialOutcome] = []
         self.running: dict[int, tuple[Any, Any]] = {}  # trial number -> (study, trial)
         self.run_ids: dict[int, str] = {}
+        self.claimed_numbers: dict[int, Any] = {}  # trial number -> study, from ask until the trial ends
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.claimed = 0
@@ -173,6 +174,7 @@ class Sweep:
             return result
         except KeyboardInterrupt:
             status = "KILLED"
+            self._abandon_running()
             err.print(f"[yellow]interrupted[/]: the study is saved; run the same command to resume "
                       f"(study '{self.settings.study_name}')")
             raise
@@ -245,11 +247,15 @@ class Sweep:
                                       pruner=self._pruner())
         while self._claim():
             trial = study.ask_within_budget(self.settings.storage, own_study, self.settings.max_trials,
-                                            self._sampler)
+                                            self._sampler, lambda number: self._claim_number(number, own_study))
             if trial is None:
                 self.stop.set()
                 return
             self._run_trial(own_study, trial)
+
+    def _claim_number(self, number: int, own_study: Any) -> None:
+        with self.lock:
+            self.claimed_numbers[number] = own_study
 
     def _claim(self) -> bool:
         with self.lock:
@@ -344,7 +350,9 @@ class Sweep:
             study.retry(lambda: own_study.tell(trial, outcome.value if outcome.state == "COMPLETE" else None,
                                                state=state))
         except optuna.exceptions.UpdateFinishedTrialError:
-            return
+            return  # closed by the Ctrl-C handler
+        with self.lock:
+            self.claimed_numbers.pop(trial.number, None)
         if outcome.run_id and self.client is not None:
             self.client.set_tag(outcome.run_id, "optuna.state", outcome.state)
         with self.lock:
@@ -357,6 +365,7 @@ class Sweep:
 
         with self.lock:
             self.running.pop(trial.number, None)
+            self.claimed_numbers.pop(trial.number, None)
         try:
             trial.set_user_attr(study.INTERRUPTED_ATTR, True)
             own_study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -367,10 +376,18 @@ class Sweep:
             self.client.set_terminated(run_id, "KILLED")
 
     def _abandon_running(self) -> None:
+        """After Ctrl-C: every trial this process asked for and has not finished is closed as interrupted."""
+        import optuna
+
         with self.lock:
             running = list(self.running.values())
+            claimed = dict(self.claimed_numbers)
         for own_study, trial in running:
             self._abandon(own_study, trial)
+        for number, own_study in claimed.items():
+            found = [t for t in own_study.get_trials(deepcopy=False) if t.number == number]
+            if found and found[0].state == optuna.trial.TrialState.RUNNING:  # interrupted right after ask()
+                own_study.tell(number, state=optuna.trial.TrialState.FAIL)
 
     def _report(self, own_study: Any, outcome: TrialOutcome) -> None:
         from rich.markup import escape

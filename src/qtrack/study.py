@@ -171,14 +171,17 @@ def counted_trials(study: Any) -> int:
     return sum(1 for trial in study.get_trials(deepcopy=False) if not trial.user_attrs.get(INTERRUPTED_ATTR))
 
 
-def ask_within_budget(storage: StudyStorage, study: Any, max_trials: int | None, make_sampler: Any) -> Any | None:
+def ask_within_budget(storage: StudyStorage, study: Any, max_trials: int | None, make_sampler: Any,
+                      claim: Any) -> Any | None:
     """A new trial, or None when the study's budget is spent. The sampler is seeded with the trial's
-    number, so a sweep replays exactly whichever worker runs a given trial."""
+    number, so a sweep replays exactly whichever worker runs a given trial. `claim(number)` hears the
+    number before the trial exists, so an interrupt in between can still find and close it."""
     with lock(storage, study.study_name):
         trials = study.get_trials(deepcopy=False)
         if max_trials is not None and counted_trials(study) >= max_trials:
             return None
         study.sampler = make_sampler(len(trials))
+        claim(len(trials))
         return study.ask()
 
 
