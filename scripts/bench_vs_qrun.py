@@ -25,6 +25,8 @@ from pathlib import Path
 import psutil
 import yaml
 
+# qrun runs Qlib's own model classes (qtrack's subclasses in qtrack.boosters train the same way).
+QLIB_MODULES = {"LGBModel": "qlib.contrib.model.gbdt", "CatBoostModel": "qlib.contrib.model.catboost_model"}
 METRICS = ("IC", "ICIR", "Rank IC", "1day.excess_return_with_cost.annualized_return")
 
 
@@ -101,7 +103,8 @@ def qrun_workflow(cfg: dict, segments: dict, data: Path, uri: str) -> dict:
         },
         "experiment_name": "qrun",
         "task": {
-            "model": {"class": spec.class_name, "module_path": spec.module_path, "kwargs": spec.init_kwargs},
+            "model": {"class": spec.class_name, "module_path": QLIB_MODULES.get(spec.class_name, spec.module_path),
+                      "kwargs": spec.init_kwargs},
             "dataset": {
                 "class": "DatasetH",
                 "module_path": "qlib.data.dataset",
