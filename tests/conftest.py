@@ -93,3 +93,15 @@ def sp500_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tracking_uri(folder: Path) -> str:
     return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+
+
+def needs_postgres(url: str):
+    """Skip, saying why, when the PostgreSQL the machine should run at 127.0.0.1:5432 does not answer."""
+    try:
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=2).close()
+        reachable = True
+    except Exception:  # noqa: BLE001 - any failure to connect means: skip
+        reachable = False
+    return pytest.mark.skipif(not reachable, reason=f"PostgreSQL is not reachable at {url}")

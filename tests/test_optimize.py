@@ -15,7 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, cli_command, cli_env, run_cli, tracking_uri
+from conftest import TINY, cli_command, cli_env, needs_postgres, run_cli, tracking_uri
 
 FAST = [*TINY, "model.num_boost_round=40"]
 LIGHT = [*FAST, "mlflow.log_model=false", "mlflow.plots=false"]
@@ -190,17 +190,7 @@ def test_two_processes_share_one_journal_study(tmp_path):
     _workers_share_a_budget(tmp_path, str(storage), "shared", numbers)
 
 
-def _postgres_reachable() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES, connect_timeout=2).close()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-@pytest.mark.skipif(not _postgres_reachable(), reason=f"PostgreSQL is not reachable at {POSTGRES}")
+@needs_postgres(POSTGRES)
 def test_two_processes_share_one_postgres_study(tmp_path):
     name = f"qtrack-test-{uuid.uuid4().hex[:12]}"
     try:

@@ -14,7 +14,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, cli_command, cli_env, run_cli, tracking_uri
+from conftest import TINY, cli_command, cli_env, needs_postgres, run_cli, tracking_uri
 
 FAST = [*TINY, "model.num_boost_round=30"]
 ADMIN = ("admin", "admin-password-1234")
@@ -76,6 +76,16 @@ def credentials(url: str, password: str = PASSWORD) -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": USER, "MLFLOW_TRACKING_PASSWORD": password}
 
 
+def server_run(url: str, monkeypatch: pytest.MonkeyPatch, run_name: str) -> tuple[MlflowClient, object]:
+    """A client with the user's credentials, and the run of that name in the default experiment."""
+    for name, value in credentials(url).items():
+        monkeypatch.setenv(name, value)
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("synthetic_alpha158")
+    (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{run_name}'")
+    return client, run
+
+
 def everything_logged(client: MlflowClient, run, folder: Path) -> str:
     """Params, tags, every artifact's bytes, and every file of the run folder, as one text."""
     parts = [repr(run.data.params), repr(run.data.tags)]
@@ -93,11 +103,7 @@ def test_train_through_an_authenticated_server_logs_everything_and_no_secret(ser
     result = run_cli(["train", *FAST, "run_name=remote", f"+vendor.token={VENDOR_TOKEN}"], cwd=tmp_path,
                      env={**credentials(url), "QTRACK_DATA_ROOT": str(tmp_path / "data")})
     assert result.code == 0, result.stderr[-3000:]
-    for name, value in credentials(url).items():
-        monkeypatch.setenv(name, value)
-    client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("synthetic_alpha158")
-    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'remote'")
+    client, run = server_run(url, monkeypatch, "remote")
     assert run.info.status == "FINISHED"
     assert run.data.params["vendor.token"] == "***"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -118,11 +124,7 @@ def test_credentials_inside_the_uri_are_masked_everywhere(server, tmp_path, monk
     result = run_cli(["train", *FAST, "run_name=uri-creds"], cwd=tmp_path,
                      env={"MLFLOW_TRACKING_URI": with_secret, "QTRACK_DATA_ROOT": str(tmp_path / "data")})
     assert result.code == 0, result.stderr[-3000:]
-    for name, value in credentials(url).items():
-        monkeypatch.setenv(name, value)
-    client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("synthetic_alpha158")
-    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'uri-creds'")
+    client, run = server_run(url, monkeypatch, "uri-creds")
     assert run.data.params["mlflow.tracking_uri"] == url.replace("http://", f"http://{USER}:***@")
     assert PASSWORD not in everything_logged(client, run, tmp_path / "downloaded")
     assert PASSWORD not in result.stdout + result.stderr + run_folder_text(tmp_path)
@@ -247,17 +249,7 @@ def test_ui_serves_the_local_store_on_localhost(workspace):
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _postgres_reachable() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES_ADMIN, connect_timeout=2).close()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-@pytest.mark.skipif(not _postgres_reachable(), reason=f"PostgreSQL is not reachable at {POSTGRES_ADMIN}")
+@needs_postgres(POSTGRES_ADMIN)
 def test_a_postgresql_database_works_directly_as_the_tracking_uri(tmp_path):
     import uuid
 

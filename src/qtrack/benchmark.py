@@ -186,12 +186,6 @@ def benchmark_settings(cfg: Any) -> tuple[list[str], list[int], str, dict[str, l
     return models, seeds, str(cfg.metric), overrides
 
 
-def base_overrides(overrides: list[str]) -> list[str]:
-    """The user's overrides that apply to every child train config."""
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".")[0] not in BENCHMARK_KEYS
-            and not o.startswith("hydra.")]
-
-
 def run_stamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from qtrack import config, tracking
 from qtrack.benchmark import (
+    BENCHMARK_KEYS,
     STAGE_TAG,
     BenchmarkResults,
     Job,
-    base_overrides,
     benchmark_settings,
     elapsed_eta,
     higher_is_better,
@@ -24,7 +24,7 @@ from qtrack.benchmark import (
     run_stamp,
 )
 from qtrack.console import Steps, err, out
-from qtrack.core import fit_and_evaluate
+from qtrack.core import experiment_id_for, fit_and_evaluate
 from qtrack.dataset import dataset_config
 from qtrack.errors import QtrackError
 from qtrack.stage import stage
@@ -34,7 +34,7 @@ def run_benchmark(overrides: list[str], quiet: bool = False) -> tuple[BenchmarkR
     with stage("benchmark", overrides) as ctx:
         models, seeds, metric, per_model = benchmark_settings(ctx.cfg)
         jobs = [Job(model=m, seed=s) for m in models for s in seeds]
-        child_cfgs = _compose_children(jobs, base_overrides(overrides), per_model)
+        child_cfgs = _compose_children(jobs, config.train_overrides(overrides, BENCHMARK_KEYS), per_model)
         steps = Steps(quiet=quiet)
         data = _prepare_once(child_cfgs, steps)
         results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name)
@@ -84,8 +84,7 @@ def _open_parent(cfg: Any, data: Any, metric: str, models: list[str], seeds: lis
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(cfg.mlflow.tracking_uri)
-    experiment = client.get_experiment_by_name(cfg.mlflow.experiment_name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.mlflow.experiment_name)
+    experiment_id = experiment_id_for(client, cfg.mlflow.experiment_name)
     tags = tracking.run_tags(data.source.fingerprint, {
         STAGE_TAG: "benchmark",
         "qtrack.benchmark.metric": metric,
@@ -117,23 +116,13 @@ def _run_job(index: int, job: Job, cfg: Any, data: Any, parent: str) -> None:
     job.run_name = f"{job.model}-job{index}"
     try:
         result = fit_and_evaluate(cfg, data, run_name=job.run_name, steps=Steps(quiet=True),
-                                  parent_run_id=parent, extra_tags={"qtrack.benchmark.job": str(index)})
+                                  parent_run_id=parent, extra_tags={"qtrack.benchmark.job": str(index)},
+                                  on_start=lambda run_id: setattr(job, "run_id", run_id))
     except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
         job.status, job.error = "FAILED", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-        job.run_id = _failed_run_id(cfg, job.run_name)
     else:
         job.status, job.run_id, job.metrics = "FINISHED", result.run_id, _numeric(result.metrics)
     job.seconds = time.perf_counter() - start
-
-
-def _failed_run_id(cfg: Any, run_name: str) -> str | None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(cfg.mlflow.tracking_uri)
-    experiment = client.get_experiment_by_name(cfg.mlflow.experiment_name)
-    runs = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{run_name}'",
-                              order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
-    return runs[0].info.run_id if runs else None
 
 
 def _numeric(metrics: dict) -> dict[str, float]:

@@ -135,15 +135,11 @@ def register(
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
 ) -> None:
     """Register a train run's model in the MLflow Model Registry as a new version."""
-    from qtrack import config, registry
+    from qtrack import registry
     from qtrack.console import out
-    from qtrack.runtime import quiet_third_party
-    from qtrack.tracking_store import check_tracking_uri
 
-    quiet_third_party()
-    uri = config.tracking_uri(tracking_uri)
-    check_tracking_uri(uri)
-    version = registry.register(registry.client_for(uri), run_id, name, alias)
+    client, _ = registry.connect(tracking_uri)
+    version = registry.register(client, run_id, name, alias)
     out.print(f"registered {name} version {version.version}" + (f" as @{alias}" if alias else ""))
 
 
@@ -230,9 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
     import click
 
-    from qtrack.tracking_store import apply_http_defaults
-
-    apply_http_defaults()
     try:
         # Without standalone mode Click returns (not raises) the code of a typer.Exit.
         code = app(args=argv, prog_name="qtrack", standalone_mode=False)

@@ -178,6 +178,18 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(redact.tree(to_container(cfg))))
 
 
+def train_overrides(overrides: list[str], stage_keys: tuple[str, ...]) -> list[str]:
+    """The user's overrides that a stage's train configs take: not hydra.*, not the stage's own keys
+    (a key matches itself and everything under it: `retrain` covers retrain.metric)."""
+    kept = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key.startswith("hydra.") or any(key == k or key.startswith(f"{k}.") for k in stage_keys):
+            continue
+        kept.append(item)
+    return kept
+
+
 def override_value(value: Any) -> str:
     """`value` written so that a Hydra override parses it back to exactly the same value."""
     if value is None:

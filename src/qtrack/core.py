@@ -213,12 +213,6 @@ def _segment_metrics(data: PreparedData, model: Any, segment: str) -> dict[str, 
     return {f"{segment}.{name}": value for name, value in found.items()}
 
 
-def _tag(key: str, value: str):
-    from mlflow.entities import RunTag
-
-    return RunTag(key, redact.text(str(value))[:5000])
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -13,7 +13,7 @@ import shlex
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,6 @@ class OptimizeResult:
     parent_run_id: str | None
     run_dir: Path
     feature_builds: int = 0
-    notices: list[str] = field(default_factory=list)
 
 
 def settings_from(cfg: Any) -> Settings:
@@ -111,22 +110,16 @@ def settings_from(cfg: Any) -> Settings:
     )
 
 
-def train_overrides(overrides: list[str]) -> list[str]:
-    """The user's overrides that every trial's train config takes (not optimize.*, search_space.*)."""
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".")[0] not in OPTIMIZE_KEYS
-            and not o.startswith("hydra.")]
-
-
 def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
     with stage("optimize", overrides) as ctx:
         cfg = ctx.cfg
         settings = settings_from(cfg)
         specs = search_space.parse(config.to_container(cfg.search_space), config.to_container(cfg.model))
-        base = train_overrides(overrides)
+        base = config.train_overrides(overrides, OPTIMIZE_KEYS)
         steps = Steps(quiet=quiet)
         from qtrack.train import prepare
 
-        data = prepare(config.compose("train", base).cfg, steps)
+        data = prepare(cfg, steps)  # the optimize config holds the train config the trials start from
         sweep = Sweep(settings, specs, base, data, cfg, ctx.run_dir)
         result = sweep.run()
     print_result(result, settings)
@@ -145,12 +138,11 @@ class Sweep:
         self.claimed_numbers: dict[int, Any] = {}  # trial number -> study, from ask until the trial ends
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.claimed = 0
+        self.started = 0  # trials this process has begun
         self.worker_errors: list[BaseException] = []
         self.deadline = time.monotonic() + settings.timeout if settings.timeout else None
         self.parent_run_id: str | None = None
         self.client: Any = None
-        self.notices: list[str] = []
 
     # -- set-up -------------------------------------------------------------------------------
     def run(self) -> OptimizeResult:
@@ -159,9 +151,9 @@ class Sweep:
             model=self.cfg.model.name, metric=self.settings.objective, direction=self.settings.direction,
             fingerprint=self.data.source.fingerprint,
         )
-        main_study, self.notices = study.create_or_load(self.settings.storage, self.backend,
-                                                        self.settings.study_name, identity)
-        for notice in self.notices:
+        main_study, notices = study.create_or_load(self.settings.storage, self.backend,
+                                                   self.settings.study_name, identity)
+        for notice in notices:
             err.print(f"[yellow]![/] {notice}")
         self._announce(main_study)
         if self.settings.mlflow:
@@ -227,8 +219,7 @@ class Sweep:
                     for thread in threads:
                         thread.join(timeout=0.2)
             except KeyboardInterrupt:
-                self.stop.set()
-                self._abandon_running()
+                self.stop.set()  # run() closes the running trials
                 raise
         if self.worker_errors:
             raise self.worker_errors[0]
@@ -259,11 +250,11 @@ class Sweep:
 
     def _claim(self) -> bool:
         with self.lock:
-            if self.stop.is_set() or self.claimed >= self.settings.trials:
+            if self.stop.is_set() or self.started >= self.settings.trials:
                 return False
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 return False
-            self.claimed += 1
+            self.started += 1
             return True
 
     def _sampler(self, number: int) -> Any:
@@ -347,8 +338,7 @@ class Sweep:
         try:
             if outcome.error and outcome.state == "FAIL":
                 trial.set_user_attr("error", outcome.error)
-            study.retry(lambda: own_study.tell(trial, outcome.value if outcome.state == "COMPLETE" else None,
-                                               state=state))
+            own_study.tell(trial, outcome.value if outcome.state == "COMPLETE" else None, state=state)
         except optuna.exceptions.UpdateFinishedTrialError:
             return  # closed by the Ctrl-C handler
         with self.lock:
@@ -415,9 +405,9 @@ class Sweep:
             best_number=best.number if best else None, best_value=best.value if best else None,
             best_params=dict(best.params) if best else {}, best_command=command,
             parent_run_id=self.parent_run_id, run_dir=self.run_dir,
-            feature_builds=self.data.cache.stats.builds if self.data.cache else 0, notices=self.notices,
+            feature_builds=self.data.cache.stats.builds if self.data.cache else 0,
         )
-        self._write_outputs(main_study, result)
+        self._write_outputs(main_study, trials, result)
         if self.client is not None:
             self._log_parent(result, best)
         self._check_failures()
@@ -428,7 +418,7 @@ class Sweep:
             first = min(self.outcomes, key=lambda o: o.number)
             raise TrialsFailedError(f"every trial failed; first error (trial {first.number}): {first.error}")
 
-    def _write_outputs(self, main_study: Any, result: OptimizeResult) -> None:
+    def _write_outputs(self, main_study: Any, trials: list, result: OptimizeResult) -> None:
         from qtrack import plots
 
         folder = self.run_dir
@@ -437,14 +427,14 @@ class Sweep:
         if result.best_command:
             (folder / "best_command.txt").write_text(result.best_command + "\n")
         (folder / "optimize.json").write_text(json.dumps(_summary(result), indent=2))
-        complete = [t for t in main_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
         plot_dir = folder / "plots"
         plot_dir.mkdir(exist_ok=True)
         if complete:
             plots.optimization_history_plot([t.number for t in complete], [t.value for t in complete],
                                             self.settings.direction == "maximize", self.settings.metric,
                                             plot_dir / "optimization_history.png")
-        importances = _importances(main_study)
+        importances = _importances(main_study, len(complete))
         if importances:
             plots.param_importance_plot(importances, plot_dir / "param_importances.png")
 
@@ -475,11 +465,10 @@ def _best(any_study: Any) -> Any | None:
         return None
 
 
-def _importances(any_study: Any) -> dict[str, float]:
+def _importances(any_study: Any, complete: int) -> dict[str, float]:
     import optuna
 
-    complete = [t for t in any_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if len(complete) < 3:
+    if complete < 3:  # fANOVA needs a few finished trials
         return {}
     try:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)

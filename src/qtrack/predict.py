@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from qtrack import config, paths, qlib_format, registry
+from qtrack import paths, qlib_format, registry
 from qtrack.errors import QtrackError
-from qtrack.runtime import init_qlib, quiet_third_party
-from qtrack.tracking_store import check_tracking_uri
+from qtrack.runtime import init_qlib
 
 
 @dataclass
@@ -27,10 +26,7 @@ class Prediction:
 
 def run_predict(reference: str, data: str | None, start: str | None, end: str | None, output: Path,
                 tracking_uri: str | None = None) -> Prediction:
-    quiet_third_party()
-    uri = config.tracking_uri(tracking_uri)
-    check_tracking_uri(uri)
-    client = registry.client_for(uri)
+    client, uri = registry.connect(tracking_uri)
     version = registry.resolve(client, reference)
     pipeline = registry.load_pipeline(client, version)
     name = data or pipeline.dataset_name
@@ -39,8 +35,7 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
         raise QtrackError(f"dataset '{name}' not found under {paths.data_root()} (see qtrack data list)")
     calendar = qlib_format.read_calendar(root)
     first, last = _window(calendar, start, end)
-    region = client.get_run(pipeline.run_id).data.params.get("dataset.region", "us")
-    init_qlib(root, region, uri, "qtrack-predict")
+    init_qlib(root, pipeline.region, uri, "qtrack-predict")
     scores = registry.score(pipeline, first, last)
     if scores.empty:
         raise QtrackError(f"no instrument of the model's market trades between {first} and {last}")

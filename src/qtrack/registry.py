@@ -18,6 +18,18 @@ KEY_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 _REFERENCE = re.compile(r"(?P<name>[^@/]+)(?:@(?P<alias>[\w\-]+)|/(?P<version>\d+))")
 
 
+def connect(configured: str | None = None) -> tuple[Any, str]:
+    """A client for the configured (or default) tracking URI, checked first: exit 3 when unreachable."""
+    from qtrack import config
+    from qtrack.runtime import quiet_third_party
+    from qtrack.tracking_store import check_tracking_uri
+
+    quiet_third_party()
+    uri = config.tracking_uri(configured)
+    check_tracking_uri(uri)
+    return client_for(uri), uri
+
+
 def client_for(tracking_uri: str) -> Any:
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -86,6 +98,7 @@ class Pipeline:
     dataset: Any
     run_id: str
     dataset_name: str
+    region: str
 
 
 def load_pipeline(client: Any, version: Any) -> Pipeline:
@@ -104,8 +117,9 @@ def load_pipeline(client: Any, version: Any) -> Pipeline:
         with captured_output():  # unpickling imports Qlib's model zoo, which prints about PyTorch
             model = pickle.loads(Path(model_path).read_bytes())
             dataset = pickle.loads(Path(dataset_path).read_bytes())
-    dataset_name = version.tags.get("qtrack.dataset") or client.get_run(run_id).data.params.get("dataset.name", "")
-    return Pipeline(model=model, dataset=dataset, run_id=run_id, dataset_name=dataset_name)
+    params = client.get_run(run_id).data.params
+    return Pipeline(model=model, dataset=dataset, run_id=run_id, dataset_name=params.get("dataset.name", ""),
+                    region=params.get("dataset.region", "us"))
 
 
 def score(pipeline: Pipeline, start: str, end: str) -> pd.Series:

@@ -14,15 +14,11 @@ def list_models(
     """Every registered model's versions with their aliases, training data end and key metrics."""
     from rich.table import Table
 
-    from qtrack import config, registry
+    from qtrack import registry
     from qtrack.console import out
-    from qtrack.runtime import quiet_third_party
-    from qtrack.tracking_store import check_tracking_uri
 
-    quiet_third_party()
-    uri = config.tracking_uri(tracking_uri)
-    check_tracking_uri(uri)
-    rows = registry.list_models(registry.client_for(uri))
+    client, _ = registry.connect(tracking_uri)
+    rows = registry.list_models(client)
     if not rows:
         out.print("no registered models")
         return

@@ -23,6 +23,7 @@ from qtrack.errors import QtrackError
 from qtrack.stage import stage
 
 METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
+RETRAIN_KEYS = ("retrain", "dataset.segments")  # retrain lays out the segments itself
 
 
 class RetrainLocked(QtrackError):
@@ -100,7 +101,8 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
     spans = segments.rolling(calendar, int(settings.train_days), int(settings.valid_days),
                              int(settings.holdout_days), int(cfg.features.label_horizon))
     segment_overrides = [f"dataset.segments.{k}=[{a},{b}]" for k, (a, b) in spans.as_dict().items()]
-    train_cfg = config.compose("train", [*_train_overrides(overrides), *segment_overrides]).cfg
+    base = config.train_overrides(overrides, RETRAIN_KEYS)
+    train_cfg = config.compose("train", [*base, *segment_overrides]).cfg
     steps = Steps(quiet=quiet)
     data = prepare(train_cfg, steps)
     result = fit_and_evaluate(train_cfg, data, run_name=f"retrain-{name}-{latest}", steps=steps, output_dir=run_dir,
@@ -112,17 +114,14 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
         with steps.step("champion", f"scoring {name} version {champion.version} on the same holdout"):
             outcome.champion_score = _finite_or_none(_holdout_score(client, champion, data, settings.metric))
     _decide(outcome, float(settings.min_improvement))
-    version = registry.register(client, result.run_id, name, extra_tags=_decision_tags(outcome))
+    decision_tags = _decision_tags(outcome)
+    version = registry.register(client, result.run_id, name, extra_tags=decision_tags)
     outcome.challenger_version = str(version.version)
-    for key, value in _decision_tags(outcome).items():
+    for key, value in decision_tags.items():
         client.set_tag(result.run_id, key, value)
     if outcome.decision == "promoted":
         client.set_registered_model_alias(name, settings.alias, version.version)
     return outcome
-
-
-def _train_overrides(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if not o.lstrip("+~").startswith(("retrain.", "hydra.", "dataset.segments"))]
 
 
 def _holdout_score(client: Any, version: Any, data: Any, metric: str) -> float:

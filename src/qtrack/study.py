@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -166,9 +165,9 @@ def _check_identity(name: str, attrs: dict, identity: StudyIdentity) -> list[str
     return []
 
 
-def counted_trials(study: Any) -> int:
+def counted_trials(trials: list) -> int:
     """Trials that use up a budget: finished or running ones, except those interrupted by Ctrl-C."""
-    return sum(1 for trial in study.get_trials(deepcopy=False) if not trial.user_attrs.get(INTERRUPTED_ATTR))
+    return sum(1 for trial in trials if not trial.user_attrs.get(INTERRUPTED_ATTR))
 
 
 def ask_within_budget(storage: StudyStorage, study: Any, max_trials: int | None, make_sampler: Any,
@@ -178,20 +177,8 @@ def ask_within_budget(storage: StudyStorage, study: Any, max_trials: int | None,
     number before the trial exists, so an interrupt in between can still find and close it."""
     with lock(storage, study.study_name):
         trials = study.get_trials(deepcopy=False)
-        if max_trials is not None and counted_trials(study) >= max_trials:
+        if max_trials is not None and counted_trials(trials) >= max_trials:
             return None
         study.sampler = make_sampler(len(trials))
         claim(len(trials))
         return study.ask()
-
-
-def retry(action: Any, attempts: int = 5, pause: float = 0.5) -> Any:
-    """Storage writes that may meet a busy database (SQLite under several writers)."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except Exception as exc:  # noqa: BLE001 - only database-busy errors are retried
-            if attempt == attempts - 1 or "locked" not in str(exc).lower():
-                raise
-            time.sleep(pause * (attempt + 1))
-    return None
