@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, needs_sample, run_cli, tracking_uri
@@ -55,6 +57,58 @@ def test_hit_miss_invalidation_and_corruption(workspace):
     _, off = train(workspace, "dataset.cache=false")
     assert off.data.tags["qtrack.feature_cache"] == "off"
     assert "time.features_seconds" in off.data.metrics
+
+
+def binned_entries(folder: Path) -> list[Path]:
+    return sorted(p for p in (folder / "data" / ".cache" / "synthetic").glob("*.lgb-*") if p.is_dir())
+
+
+def test_binned_lightgbm_sets_give_the_same_booster(workspace):
+    def booster(run) -> str:
+        client = MlflowClient(tracking_uri(workspace))
+        with open(client.download_artifacts(run.info.run_id, "params.pkl", str(workspace)), "rb") as handle:
+            return pickle.load(handle).model.model_to_string()
+
+    _, cold = train(workspace)  # binned from the features, then stored
+    assert len(binned_entries(workspace)) == 1
+    _, off = train(workspace, "dataset.cache=false")  # Qlib's own preparation, nothing cached
+    _, warm = train(workspace)  # loaded from LightGBM's binary files
+    assert warm.data.tags["qtrack.feature_cache"] == "hit"
+    assert booster(cold) == booster(off) == booster(warm)
+
+
+def small_sets(seed: int = 0) -> list:
+    import lightgbm as lgb
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(2000, 6)), rng.normal(size=2000)
+    return [(lgb.Dataset(x[:1500], label=y[:1500]), "train"), (lgb.Dataset(x[1500:], label=y[1500:]), "valid")]
+
+
+def test_binned_cache_key_and_corrupt_entry(tmp_path):
+    import lightgbm as lgb
+
+    from qtrack.binned_cache import BinnedCache
+
+    warnings: list[str] = []
+    cache = BinnedCache(tmp_path, "features", warnings.append)
+    params = {"objective": "mse", "verbosity": -1, "seed": 1, "learning_rate": 0.2, "num_leaves": 31}
+    assert cache.entry(params) == cache.entry({**params, "learning_rate": 0.05, "num_leaves": 7, "subsample": 0.5})
+    for shaping in ({"seed": 2}, {"max_bin": 63}, {"min_data_in_leaf": 50}):
+        assert cache.entry({**params, **shaping}) != cache.entry(params)
+
+    def fit(parts) -> str:
+        return lgb.train(params, parts[0][0], num_boost_round=20, valid_sets=[p for p, _ in parts]).model_to_string()
+
+    built = cache.datasets(params, small_sets)
+    assert fit(built) == fit(small_sets())
+    (cache.entry(params) / "train.bin").write_bytes(b"truncated")
+    rebuilt = cache.datasets(params, small_sets)
+    assert len(warnings) == 1 and "unreadable" in warnings[0]
+    loaded = cache.datasets(params, lambda: pytest.fail("a stored entry must be loaded, not rebuilt"))
+    assert fit(rebuilt) == fit(loaded) == fit(small_sets())
+    assert len(warnings) == 1
 
 
 def test_two_processes_building_the_same_entry(workspace):

@@ -4,6 +4,8 @@
   Qlib hard-codes LightGBM's callback list, and hands CatBoost's fit kwargs to its constructor too.
 - LightGBM's curves stay on the model (`evals_result`) instead of going to Qlib's global recorder `R`,
   so several models can be fitted at once in threads; qtrack logs the curves to the right run.
+- LightGBM's `fit(..., binned_cache=...)` takes its constructed training and validation sets from a
+  `qtrack.binned_cache.BinnedCache` (the same sets, loaded instead of rebuilt).
 
 Training is otherwise Qlib's own code path: the same data preparation, parameters and predictions.
 """
@@ -17,6 +19,8 @@ from qlib.contrib.model.gbdt import LGBModel as QlibLGBModel
 
 
 class LGBModel(QlibLGBModel):
+    takes_binned_cache = True
+
     def fit(
         self,
         dataset: Any,
@@ -26,12 +30,17 @@ class LGBModel(QlibLGBModel):
         evals_result: dict | None = None,
         reweighter: Any = None,
         callbacks: list | None = None,
+        binned_cache: Any = None,
         **kwargs: Any,
     ) -> None:
         import lightgbm as lgb
 
         self.evals_result = {} if evals_result is None else evals_result
-        parts, names = zip(*self._prepare_data(dataset, reweighter), strict=True)
+        if binned_cache is not None and reweighter is None:
+            prepared = binned_cache.datasets(self.params, lambda: self._prepare_data(dataset))
+        else:
+            prepared = self._prepare_data(dataset, reweighter)
+        parts, names = zip(*prepared, strict=True)
         stopping = self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds
         self.model = lgb.train(
             self.params,

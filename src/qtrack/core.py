@@ -50,6 +50,7 @@ class PreparedData:
     benchmark: Any  # an instrument code or a list of codes (equal-weighted universe)
     cache_status: str = "off"  # feature cache: hit, miss or off
     cache: Any = None  # the FeatureCache, whose counters prove the dataset was built once
+    binned: Any = None  # the BinnedCache of LightGBM's constructed sets (None when the cache is off)
     pipeline: bytes = b""  # the dataset without data, with fitted processors (dataset.pipeline_bytes)
     data_end: str = ""  # the data's last day: a retrain is due once the data goes beyond it
 
@@ -196,7 +197,8 @@ def fit_and_score(cfg: Any, data: PreparedData, steps: Steps, pruning: Pruning |
 
 def _fit(spec: models.ModelSpec, data: PreparedData, pruning: Pruning | None) -> Any:
     model = models.build_model(spec)
-    model.fit(data.dataset, **spec.fit_kwargs, **(pruning.fit_kwargs(spec) if pruning else {}))
+    binned = {"binned_cache": data.binned} if data.binned and getattr(model, "takes_binned_cache", False) else {}
+    model.fit(data.dataset, **spec.fit_kwargs, **(pruning.fit_kwargs(spec) if pruning else {}), **binned)
     if pruning:
         pruning.after_fit()
     return model

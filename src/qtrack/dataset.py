@@ -83,7 +83,7 @@ def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
         handler_kwargs["label"] = ([features["label"]], ["LABEL0"])
     return {
         "class": "DatasetH",
-        "module_path": "qlib.data.dataset",
+        "module_path": "qtrack.qlib_dataset",
         "kwargs": {
             "handler": {
                 "class": features["handler"],
@@ -101,16 +101,17 @@ def build_dataset(config: dict):
     return init_instance_by_config(config)
 
 
-def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning) -> tuple[Any, str, Any]:
-    """The built dataset, the cache status ('hit', 'miss' or 'off') and the cache (for its counters)."""
+def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning) -> tuple[Any, str, Any, Any]:
+    """The built dataset, the cache status ('hit', 'miss' or 'off'), the cache (for its counters) and the
+    cache of LightGBM's binned sets beside its entry (None when the cache is off)."""
+    from qtrack.binned_cache import BinnedCache
     from qtrack.datasets import cache_dir
     from qtrack.feature_cache import FeatureCache, cache_key
 
     cache = FeatureCache(cache_dir(source.name), enabled=bool(cfg.dataset.cache))
-    dataset, status = cache.get_or_build(
-        cache_key(source.fingerprint, config), lambda: build_dataset(config), on_warning
-    )
-    return dataset, status, cache
+    key = cache_key(source.fingerprint, config)
+    dataset, status = cache.get_or_build(key, lambda: build_dataset(config), on_warning)
+    return dataset, status, cache, BinnedCache(cache.folder, key, on_warning) if cache.enabled else None
 
 
 def pipeline_bytes(dataset: Any) -> bytes:

@@ -119,4 +119,4 @@ def cache_dir(name: str) -> Path:
 
 def cache_size(name: str) -> int:
     folder = cache_dir(name)
-    return sum(p.stat().st_size for p in folder.glob("*.pkl")) if folder.is_dir() else 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import pickle
-import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,19 +53,27 @@ class FeatureCache:
         self.folder = folder
         self.enabled = enabled
         self.stats = CacheStats()
+        self.writer: threading.Thread | None = None
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.pkl"
 
     def get_or_build(self, key: str, build: Callable[[], Any], on_warning: Callable[[str], None]) -> tuple[Any, str]:
-        """The built dataset and how it was obtained: 'hit', 'miss' (built and stored) or 'off'."""
+        """The built dataset and how it was obtained: 'hit', 'miss' (built, being stored) or 'off'.
+
+        A new entry is written by a background thread while the caller goes on to fit (LightGBM and the
+        disk do not need the same resources); the entry's lock is held until the file is in place, and the
+        interpreter waits for the thread before it exits."""
         if not self.enabled:
             self.stats.builds += 1
             return build(), "off"
         from filelock import FileLock
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path(key)) + ".lock"):
+        lock = FileLock(str(self.path(key)) + ".lock", thread_local=False)
+        lock.acquire()
+        writing = False
+        try:
             dataset = self._load(key, on_warning)
             if dataset is not None:
                 self.stats.hits += 1
@@ -73,8 +81,20 @@ class FeatureCache:
             self.stats.misses += 1
             self.stats.builds += 1
             dataset = build()
-            self._store(key, dataset, on_warning)
+            self.writer = threading.Thread(
+                target=self._store, args=(key, _detached(dataset), on_warning, lock), name="feature-cache-writer"
+            )
+            self.writer.start()
+            writing = True
             return dataset, "miss"
+        finally:
+            if not writing:
+                lock.release()
+
+    def wait(self) -> None:
+        """Until the entry being written (if any) is in place."""
+        if self.writer is not None:
+            self.writer.join()
 
     def _load(self, key: str, on_warning: Callable[[str], None]) -> Any:
         path = self.path(key)
@@ -94,21 +114,37 @@ class FeatureCache:
         log.info("feature cache hit %s (%.2fs)", path.name, time.perf_counter() - start)
         return dataset
 
-    def _store(self, key: str, dataset: Any, on_warning: Callable[[str], None]) -> None:
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{key}.", suffix=".tmp")
+    def _store(self, key: str, dataset: Any, on_warning: Callable[[str], None], lock: Any) -> None:
+        temporary = self.folder / f".{key}.{os.getpid()}.tmp"
         try:
-            with os.fdopen(handle, "wb") as out:
-                _dump_dataset(dataset, out)
+            with temporary.open("wb") as out:
+                pickle.dump(dataset, out, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(temporary, self.path(key))
-        except (OSError, pickle.PicklingError, TypeError) as exc:
-            Path(temporary).unlink(missing_ok=True)
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written must not fail the run
+            temporary.unlink(missing_ok=True)
             on_warning(f"could not write the feature cache ({exc}); continuing without it")
+        finally:
+            lock.release()
 
 
-def _dump_dataset(dataset: Any, out) -> None:
-    """Pickle a DatasetH with its handler's data (Qlib drops `_`-prefixed attributes by default)."""
-    dataset.config(recursive=True, dump_all=True)
-    try:
-        pickle.dump(dataset, out, protocol=pickle.HIGHEST_PROTOCOL)
-    finally:
-        dataset.config(recursive=True, dump_all=False)
+def _detached(dataset: Any) -> Any:
+    """A copy of the dataset's Qlib objects (not of its data) that pickles with the handler's data.
+
+    Qlib drops `_`-prefixed attributes such as the handler's frames unless `config(dump_all=True)`; that is
+    set on copies, because the caller keeps using the originals while the copy is written."""
+    from qlib.utils.serial import Serializable
+
+    copies: dict[int, Any] = {}
+
+    def detach(obj: Any) -> Any:
+        if id(obj) not in copies:
+            copy = copies[id(obj)] = object.__new__(type(obj))
+            copy.__dict__.update(obj.__dict__)
+            for name, value in obj.__dict__.items():
+                if isinstance(value, Serializable):
+                    copy.__dict__[name] = detach(value)
+        return copies[id(obj)]
+
+    copy = detach(dataset)
+    copy.config(recursive=True, dump_all=True)
+    return copy

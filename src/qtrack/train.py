@@ -33,10 +33,11 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
     if benchmark is None:
         benchmark = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
     with steps.step("features", f"{cfg.features.name} features"):
-        dataset, cache_status, cache = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
+        dataset, cache_status, cache, binned = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
     return PreparedData(
         source=source, segments=segs, dataset=dataset, benchmark=benchmark, cache_status=cache_status, cache=cache,
-        pipeline=pipeline_bytes(dataset), data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"),
+        binned=binned, pipeline=pipeline_bytes(dataset),
+        data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"),
     )
 
 
