@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import pickle
 import threading
 import time
@@ -115,13 +114,12 @@ class FeatureCache:
         return dataset
 
     def _store(self, key: str, dataset: Any, on_warning: Callable[[str], None], lock: Any) -> None:
-        temporary = self.folder / f".{key}.{os.getpid()}.tmp"
+        from qtrack.atomic import atomic_file
+
         try:
-            with temporary.open("wb") as out:
+            with atomic_file(self.path(key)) as temporary, temporary.open("wb") as out:
                 pickle.dump(dataset, out, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temporary, self.path(key))
         except Exception as exc:  # noqa: BLE001 - a cache that cannot be written must not fail the run
-            temporary.unlink(missing_ok=True)
             on_warning(f"could not write the feature cache ({exc}); continuing without it")
         finally:
             lock.release()

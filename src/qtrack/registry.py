@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from qtrack.atomic import atomic_file
 from qtrack.errors import QtrackError
 
 KEY_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
@@ -43,6 +44,8 @@ def register(client: Any, run_id: str, name: str, alias: str | None = None, extr
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from qtrack.runtime import captured_output
+
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -57,8 +60,6 @@ def register(client: Any, run_id: str, name: str, alias: str | None = None, extr
             tags[key] = run.data.tags[key]
     tags.update({"qtrack.run_id": run_id, "qtrack.dataset": run.data.params.get("dataset.name", "")})
     tags.update(extra_tags or {})
-    from qtrack.runtime import captured_output
-
     with captured_output():  # MLflow prints "Successfully registered model ..." itself
         version = mlflow.register_model(model_uri, name, tags=tags)
     if alias:
@@ -160,15 +161,9 @@ def write_scores(scores: pd.Series, output: Path) -> int:
         raise QtrackError(f"--output {output}: use a .csv or .parquet file name")
     frame = scores.reset_index()
     frame.columns = ["datetime", "instrument", "score"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=False) as handle:
-        temporary = Path(handle.name)
-    try:
+    with atomic_file(output) as temporary:
         if suffix == ".csv":
             frame.to_csv(temporary, index=False, date_format="%Y-%m-%d")
         else:
             frame.to_parquet(temporary, index=False)
-        temporary.replace(output)
-    finally:
-        temporary.unlink(missing_ok=True)
     return len(frame)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from qtrack import config, metrics, paths, registry, segments
+from qtrack.atomic import atomic_file
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.errors import QtrackError
 from qtrack.stage import stage
@@ -171,10 +171,8 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-    Path(handle.name).replace(path)
+    with atomic_file(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2))
 
 
 def print_outcome(outcome: RetrainOutcome) -> None:
