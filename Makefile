@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11 and pip:
 #   make train   - qtrack train on the embedded synthetic market (offline)
-#   make test    - the test suite
+#   make test    - the test suite (one pytest worker per core)
 # Both create .venv on first use and reuse it while pyproject.toml and constraints.txt are unchanged.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -19,7 +19,7 @@ train: $(STAMP)
 	$(BIN)/qtrack train $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadscope $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

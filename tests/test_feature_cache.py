@@ -27,7 +27,7 @@ def train(folder: Path, *overrides: str):
 
 
 def entries(folder: Path, name: str = "synthetic") -> list[Path]:
-    return sorted((folder / "data" / ".cache" / name).glob("*.pkl"))
+    return sorted((folder / "data" / ".cache" / name).glob("*.features"))
 
 
 def test_hit_miss_invalidation_and_corruption(workspace):
@@ -142,3 +142,30 @@ def test_train_on_the_imported_sample(tmp_path, sp500_root):
     assert train_start == "2009-01-02"
     assert "2016-12-01" < test_end < "2016-12-30"
     assert {"IC", "Rank IC", "1day.excess_return_with_cost.annualized_return"} <= set(run.data.metrics)
+
+
+def test_mapped_pickle_round_trip_private_writes_and_damage(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from qtrack import mapped_pickle
+
+    index = pd.MultiIndex.from_product([pd.date_range("2020-01-01", periods=400), range(50)],
+                                       names=["datetime", "instrument"])
+    frame = pd.DataFrame(np.random.default_rng(0).random((len(index), 6), dtype=np.float32), index=index)
+    path = tmp_path / "entry"
+    with path.open("wb") as out:
+        mapped_pickle.dump({"data": frame, "infer": frame, "label": "LABEL0"}, out)
+    loaded = mapped_pickle.load(path)
+    pd.testing.assert_frame_equal(loaded["data"], frame, check_exact=True)
+    assert loaded["infer"] is loaded["data"] and loaded["label"] == "LABEL0"
+    assert path.stat().st_size < frame.memory_usage().sum() + 2**16, "the arrays are stored once"
+
+    loaded["data"].iloc[0, 0] = -1.0  # a loaded array is writable, and the write stays in this process
+    assert mapped_pickle.load(path)["data"].iloc[0, 0] == frame.iloc[0, 0]
+
+    whole = path.read_bytes()
+    for damaged in (whole[:-1], b"not a pickle", b""):
+        path.write_bytes(damaged)
+        with pytest.raises(mapped_pickle.UnreadableEntry):
+            mapped_pickle.load(path)

@@ -40,7 +40,7 @@ class DatasetSchema:
 class FeaturesSchema:
     name: str = "alpha158"
     handler: str = "Alpha158"
-    module_path: str = "qlib.contrib.data.handler"
+    module_path: str = "qtrack.qlib_handler"
     label: Optional[str] = None
     label_horizon: int = 2
     infer_processors: list[Any] = field(default_factory=list)
