@@ -24,8 +24,7 @@ def calendar(tmp_path_factory: pytest.TempPathFactory) -> pd.DatetimeIndex:
     return qlib_format.read_calendar(target)
 
 
-def handler_kwargs(features: str, calendar: pd.DatetimeIndex, end: pd.Timestamp) -> dict:
-    conf = yaml.safe_load((CONF / f"{features}.yaml").read_text())
+def handler_kwargs(conf: dict, calendar: pd.DatetimeIndex, end: pd.Timestamp) -> dict:
     return {
         "instruments": "all",
         "start_time": calendar[0],
@@ -47,8 +46,9 @@ def test_frames_equal_qlibs_and_raw_data_untouched(calendar, features, days_befo
 
     from qtrack import qlib_handler
 
-    name = {"alpha158": "Alpha158", "alpha360": "Alpha360"}[features]
-    kwargs = handler_kwargs(features, calendar, calendar[-1 - days_before_end])
+    conf = yaml.safe_load((CONF / f"{features}.yaml").read_text())
+    name = conf["handler"]
+    kwargs = handler_kwargs(conf, calendar, calendar[-1 - days_before_end])
     if days_before_end:  # only the symbols whose labels all exist, so dropna keeps every row
         labels = getattr(qlib_handlers, name)(**kwargs)._data["label"].iloc[:, 0]
         missing = labels.isna().groupby(level="instrument").any()

@@ -17,6 +17,7 @@ from qtrack.dataset import (
     resolve_segments,
 )
 from qtrack.runtime import init_qlib
+from qtrack.segments import Segments
 from qtrack.stage import stage
 from qtrack.tracking_store import mask_uri
 
@@ -27,11 +28,12 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
         source = ensure_data(cfg.dataset)
         segs, notices = resolve_segments(cfg, source)
         init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, kernels(cfg))
+        codes = cfg.dataset.benchmark
+        if codes is None:
+            codes = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
+        benchmark = benchmark_returns(codes, segs)
     for notice in notices:
         steps.note(notice)
-    benchmark = cfg.dataset.benchmark
-    if benchmark is None:
-        benchmark = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
     with steps.step("features", f"{cfg.features.name} features"):
         dataset, cache_status, cache, binned = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
     return PreparedData(
@@ -39,6 +41,15 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
         binned=binned, pipeline=pipeline_bytes(dataset),
         data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"),
     )
+
+
+def benchmark_returns(codes: Any, segs: Segments) -> Any:
+    """The benchmark's (one code, or the equal-weighted codes) daily returns over the test segment, by
+    Qlib's own function. Given codes, a backtest computes them twice (1.9 s each for 500 symbols)."""
+    from qlib.backtest.report import PortfolioMetrics
+
+    start, end = segs.as_dict()["test"]
+    return PortfolioMetrics._cal_benchmark({"benchmark": codes, "start_time": start, "end_time": end}, "day")
 
 
 def default_run_name(cfg: Any, now: datetime | None = None) -> str:
