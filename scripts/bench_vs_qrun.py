@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-# qrun runs Qlib's own model classes (qtrack's subclasses in qtrack.boosters train the same way).
+# qrun runs Qlib's own model classes (qtrack's subclasses in qtrack.models.boosters train the same way).
 QLIB_MODULES = {"LGBModel": "qlib.contrib.model.gbdt", "CatBoostModel": "qlib.contrib.model.catboost_model"}
 METRICS = ("IC", "ICIR", "Rank IC", "1day.excess_return_with_cost.annualized_return")
 
@@ -51,7 +51,7 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
 def resolved_setup(data: Path, overrides: list[str]) -> tuple[dict, dict]:
     """qtrack's resolved config and segments for these overrides."""
     from qtrack import config
-    from qtrack.dataset import ensure_data, resolve_segments
+    from qtrack.data.dataset import ensure_data, resolve_segments
 
     cfg = config.compose("train", overrides).cfg
     segments, _ = resolve_segments(cfg, ensure_data(cfg.dataset))
@@ -59,7 +59,8 @@ def resolved_setup(data: Path, overrides: list[str]) -> tuple[dict, dict]:
 
 
 def qrun_workflow(cfg: dict, segments: dict, data: Path, uri: str) -> dict:
-    from qtrack import models, qlib_format
+    from qtrack.data import qlib_format
+    from qtrack.models import specs as models
 
     spec = models.model_spec(cfg["model"], cfg["seed"])
     benchmark = qlib_format.read_instruments(data, cfg["dataset"]["market"])["symbol"].tolist()

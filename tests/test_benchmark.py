@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, run_cli, tracking_uri
-from qtrack.benchmark import ModelBenchmark
+from qtrack.stages.benchmark import ModelBenchmark
 
 FAST = [*TINY, 'model_overrides.lightgbm=["model.num_boost_round=30"]']
 

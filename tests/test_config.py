@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from qtrack import config, models, search_space
+from qtrack import config
 from qtrack.errors import QtrackError
+from qtrack.models import search_space
+from qtrack.models import specs as models
 
 
 def all_group_choices() -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE, needs_sample, run_cli
-from qtrack import qlib_format
+from qtrack.data import qlib_format
 
 
 def price_files() -> list[Path]:

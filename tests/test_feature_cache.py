@@ -89,7 +89,7 @@ def small_sets(seed: int = 0) -> list:
 def test_binned_cache_key_and_corrupt_entry(tmp_path):
     import lightgbm as lgb
 
-    from qtrack.binned_cache import BinnedCache
+    from qtrack.data.binned_cache import BinnedCache
 
     warnings: list[str] = []
     cache = BinnedCache(tmp_path, "features", warnings.append)
@@ -148,7 +148,7 @@ def test_mapped_pickle_round_trip_private_writes_and_damage(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from qtrack import mapped_pickle
+    from qtrack.data import mapped_pickle
 
     index = pd.MultiIndex.from_product([pd.date_range("2020-01-01", periods=400), range(50)],
                                        names=["datetime", "instrument"])

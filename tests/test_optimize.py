@@ -207,8 +207,9 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(failing):
+    # max_bin=1 passes qtrack's checks and fails inside LightGBM, as a bad trial does.
     result = run_cli(["optimize", "--trials", "4", "--study-name", "some-fail", "optimize.pruner=none", *LIGHT,
-                      "++search_space.num_leaves={type: categorical, choices: [0, 31]}"],
+                      "+model.max_bin=255", "++search_space.max_bin={type: categorical, choices: [1, 255]}"],
                      cwd=failing, env=env_for(failing))
     assert result.code == 0, result.stderr[-3000:]
     trials = load(failing, "some-fail").get_trials()
@@ -218,20 +219,20 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(failing):
     for trial in trials:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         if trial.state.name == "FAIL":
-            assert trial.params["num_leaves"] == 0
-            assert "num_leaves" in trial.user_attrs["error"]
+            assert trial.params["max_bin"] == 1
+            assert "max_bin" in trial.user_attrs["error"]
             assert run.info.status == "FAILED"
-            assert "num_leaves" in run.data.tags["qtrack.error"]
+            assert "max_bin" in run.data.tags["qtrack.error"]
         else:
             assert run.info.status == "FINISHED"
 
 
 def test_when_every_trial_fails_the_command_fails_in_one_line(failing):
-    result = run_cli(["optimize", "--trials", "2", "--study-name", "all-fail", *LIGHT,
-                      "++search_space.num_leaves={type: categorical, choices: [0]}"], cwd=failing, env=env_for(failing))
+    result = run_cli(["optimize", "--trials", "2", "--study-name", "all-fail", *LIGHT, "+model.max_bin=255",
+                      "++search_space.max_bin={type: categorical, choices: [1]}"], cwd=failing, env=env_for(failing))
     assert result.code == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("qtrack: error: every trial failed") and "num_leaves" in last
+    assert last.startswith("qtrack: error: every trial failed") and "max_bin" in last
     assert "Traceback" not in result.stderr
 
 
@@ -273,6 +274,9 @@ def test_ctrl_c_kills_the_parent_and_leaves_a_resumable_study(failing):
         ("+search_space.leaves={type: int, low: 2, high: 9}", "has no hyperparameter 'leaves'"),
         ("search_space.num_leaves.type=float", "model.num_leaves is an integer"),
         ("optimize.sampler=grid", "optimize.sampler must be tpe or random"),
+        ("++search_space.num_leaves={type: categorical, choices: [0, 31]}",
+         "search_space.num_leaves can sample 0, but model.num_leaves must be at least 2"),
+        ("search_space.subsample.high=1.5", "search_space.subsample can sample 1.5, but model.subsample must be at most 1"),
     ],
 )
 def test_bad_settings_fail_in_one_line(workspace, override, message):

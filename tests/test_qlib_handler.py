@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from qtrack import qlib_format, synthetic
+from qtrack.data import qlib_format, synthetic
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "features"
 SPEC = synthetic.SyntheticSpec(symbols=12, days=160, seed=4)
@@ -44,7 +44,7 @@ def handler_kwargs(conf: dict, calendar: pd.DatetimeIndex, end: pd.Timestamp) ->
 def test_frames_equal_qlibs_and_raw_data_untouched(calendar, features, days_before_end):
     from qlib.contrib.data import handler as qlib_handlers
 
-    from qtrack import qlib_handler
+    from qtrack.data import qlib_handler
 
     conf = yaml.safe_load((CONF / f"{features}.yaml").read_text())
     name = conf["handler"]

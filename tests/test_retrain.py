@@ -154,7 +154,7 @@ def test_models_list_shows_versions_and_aliases(flow):
 def test_a_second_retrain_while_the_first_holds_the_lock_exits_4(flow):
     from filelock import FileLock
 
-    from qtrack.retrain import lock_path
+    from qtrack.stages.retrain import lock_path
 
     root, _, _ = flow
     with FileLock(str(lock_path(tracking_uri(root), "sp"))):
@@ -164,8 +164,8 @@ def test_a_second_retrain_while_the_first_holds_the_lock_exits_4(flow):
 
 
 def test_a_failure_before_promotion_leaves_the_alias_unchanged(flow, monkeypatch):
-    from qtrack import registry
-    from qtrack.retrain import run_retrain
+    from qtrack.stages.retrain import run_retrain
+    from qtrack.tracking import registry
 
     root, first, _ = flow
     registered = run_cli(["register", first["challenger_run_id"], "--name", "sp-guarded", "--alias", "champion"],

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from qtrack import segments
+from qtrack.data import segments
 from qtrack.errors import QtrackError
 
 CALENDAR = pd.bdate_range("2020-01-01", periods=300)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qtrack import qlib_format, synthetic
+from qtrack.data import qlib_format, synthetic
 
 SMALL = synthetic.SyntheticSpec(symbols=12, days=120, seed=5)
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST_MODEL, TINY, run_cli, tracking_uri
-from qtrack import qlib_format
+from qtrack.data import qlib_format
 
 BACKTEST = "1day.excess_return_with_cost."
 EXPECTED_METRICS = {

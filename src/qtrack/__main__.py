@@ -1,3 +1,3 @@
-from qtrack.cli import main
+from qtrack.cli.app import main
 
 raise SystemExit(main())

@@ -1,8 +1,12 @@
-"""Where qtrack keeps data, runs and outputs. Resolved once, never relative to a later chdir."""
+"""Where qtrack keeps data, runs and outputs (resolved once, never relative to a later chdir), and
+files that appear whole or not at all."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DATA_ROOT_ENV = "QTRACK_DATA_ROOT"
@@ -42,3 +46,18 @@ def tracking_folder(tracking_uri: str) -> Path:
 def default_tracking_uri(cwd: Path | None = None) -> str:
     base = (cwd or Path.cwd()).resolve()
     return f"sqlite:///{base / 'mlruns' / 'mlflow.db'}"
+
+
+@contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """A temporary path in the target's folder; renamed onto `target` when the block ends without error,
+    removed otherwise. A reader never sees a half-written file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -7,12 +7,20 @@ import io
 import logging
 import os
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 _NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "git")
+# MLflow's defaults (7 retries, 120 s timeout) hang a CI job for minutes on an unreachable server.
+# These apply unless the environment sets them.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
 
 
 def quiet_third_party() -> None:
@@ -23,9 +31,8 @@ def quiet_third_party() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from qtrack.tracking_store import apply_http_defaults
-
-    apply_http_defaults()
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     for category in (FutureWarning, DeprecationWarning, UserWarning, RuntimeWarning):
         warnings.filterwarnings("ignore", category=category)
     from pandas.errors import SettingWithCopyWarning
@@ -115,3 +122,53 @@ def git_output(args: list[str]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM arrive as exceptions in the main thread, but never inside a critical section (a
+    write to the tracking store or the study): there they wait until the section ends. An interrupted
+    SQL write would leave SQLite locked, and the run could then not even be ended KILLED."""
+
+    depth = 0
+    pending: type[BaseException] | None = None
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """A section that Ctrl-C and SIGTERM do not cut: they are raised when it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Interrupts.depth += 1
+    try:
+        yield
+    finally:
+        _Interrupts.depth -= 1
+        if _Interrupts.depth == 0 and _Interrupts.pending is not None:
+            pending, _Interrupts.pending = _Interrupts.pending, None
+            raise pending()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM (cron's timeout, CI's cancel, `kill`) raises Terminated and SIGINT KeyboardInterrupt in the
+    main thread, outside critical sections, so every open run ends KILLED and every claimed trial FAIL
+    through the same `finally` blocks. A second SIGTERM during that cleanup is ignored (SIGKILL still works)."""
+    import signal
+
+    from qtrack.errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if _Interrupts.depth > 0:
+            _Interrupts.pending = _Interrupts.pending or kind
+            return
+        raise kind()
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)

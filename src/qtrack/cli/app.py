@@ -1,0 +1,95 @@
+"""The `qtrack` command line. Thin: it parses, calls a stage and turns errors into exit codes.
+
+Heavy libraries (Qlib, MLflow, Hydra) are imported inside the commands so `--help` stays fast.
+Commands live by concern: stages.py (train, benchmark, optimize, retrain), registry.py (register,
+predict, models), store.py (gc, ui), data.py (data ...).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from qtrack import __version__
+from qtrack.errors import QtrackError, Terminated
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Train, sweep and compare Qlib models, with every run tracked in MLflow.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qtrack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool | None = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train, sweep and compare Qlib models, with every run tracked in MLflow."""
+
+
+def _add_commands() -> None:
+    from qtrack.cli import data, registry, stages, store
+
+    stages.add_to(app)
+    registry.add_to(app)
+    store.add_to(app)
+    app.add_typer(data.app, name="data")
+    app.add_typer(registry.models_app, name="models")
+
+
+_add_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    from typer._click.exceptions import ClickException
+    from typer.exceptions import Abort, Exit
+
+    from qtrack.runtime import install_signal_handlers
+
+    install_signal_handlers()
+    try:
+        # Without standalone mode Click returns (not raises) the code of a typer.Exit.
+        code = app(args=argv, prog_name="qtrack", standalone_mode=False)
+    except QtrackError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except Exit as exc:
+        return exc.exit_code
+    except ClickException as exc:
+        exc.show()  # Click's own usage line and message
+        return exc.exit_code
+    except Abort:
+        _fail("aborted")
+        return 130
+    except Terminated:
+        _fail("terminated (SIGTERM): open runs were ended KILLED")
+        return 143
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, details in the log
+        _fail(f"{type(exc).__name__}: {exc} (the run folder's run.log has the traceback)")
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str) -> None:
+    from qtrack.tracking.redact import text
+
+    sys.stderr.write(f"qtrack: error: {text(' '.join(message.split()))}\n")
+
+
+def run_optimization() -> int:
+    """The `run_optimization` console script: `qtrack optimize` under its own name."""
+    return main(["optimize", *sys.argv[1:]])

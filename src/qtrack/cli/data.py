@@ -1,0 +1,121 @@
+"""`qtrack data`: import, synthesise, list and describe datasets. Thin: the work is in datasets.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from qtrack.errors import QtrackError
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Import, generate and inspect datasets.")
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise QtrackError(f"{what} takes KEY=VALUE, got '{item}'")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+@app.command("import")
+def import_command(
+    source: Path = typer.Argument(..., help="A folder of per-symbol CSV files, or one long CSV with a symbol column."),
+    name: str = typer.Option(..., "--name", help="Dataset name under the data root."),
+    mapping: list[str] | None = typer.Option(
+        None, "--map", help="Source column for a field, SRC=FIELD (fields: date symbol open high low close "
+        "adjclose volume vwap). Repeatable."
+    ),
+    market: list[str] | None = typer.Option(
+        None, "--market", help="A market NAME=FILE: a file of symbols, or a CSV with a symbol column. Repeatable."
+    ),
+) -> None:
+    """Import prices as a Qlib dataset, atomically; bad symbols are reported and skipped."""
+    from qtrack.console import out
+    from qtrack.data.store import import_dataset
+
+    markets = {key: Path(value) for key, value in _pairs(market, "--market").items()}
+    with out.status(f"importing {source}..."):
+        report = import_dataset(source, name, _pairs(mapping, "--map"), markets)
+    start, end = report["calendar"]
+    out.print(f"[green]✓[/] imported {report['imported']} symbols as '{name}', {start} to {end}")
+    for file, dialect in report["dialects"].items():
+        out.print(f"[dim]detected in {file}: {dialect}[/]", markup=True)
+    for stored, original in report["symbols"].items():
+        out.print(f"[dim]symbol {original!r} stored as {stored}[/]")
+    for symbol, reason in report["skipped"].items():
+        out.print(f"[yellow]skipped[/] {symbol}: {reason}")
+    for symbol, notes in report["warnings"].items():
+        out.print(f"[dim]note {symbol}: {'; '.join(notes)}[/]")
+    out.print(f"[dim]vwap: {report['vwap']}; markets: all{''.join(', ' + m for m in report['markets'])}[/]")
+    out.print(f"train on it: qtrack train dataset.name={name}")
+
+
+@app.command("synth")
+def synth_command(
+    name: str = typer.Option(..., "--name", help="Dataset name under the data root."),
+    symbols: int = typer.Option(100, "--symbols", min=2),
+    days: int = typer.Option(1040, "--days", min=30),
+    signal: float = typer.Option(0.1, "--signal", help="Planted signal strength; 0 for none."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write an explicit synthetic market (see the README for its model and theoretical IC)."""
+    from qtrack.console import out
+    from qtrack.data.store import synthesise
+    from qtrack.data.synthetic import SyntheticSpec
+
+    spec = SyntheticSpec(symbols=symbols, days=days, signal=signal, seed=seed)
+    if not 0 <= abs(signal) < 1:
+        raise QtrackError("--signal must lie in (-1, 1)")
+    path = synthesise(name, spec)
+    out.print(f"[green]✓[/] wrote '{name}' ({symbols} symbols x {days} days, theoretical IC "
+              f"{spec.theoretical_ic:.4f}) at {path}")
+
+
+@app.command("list")
+def list_command() -> None:
+    """The datasets under the data root."""
+    from rich.table import Table
+
+    from qtrack import paths
+    from qtrack.console import out
+    from qtrack.data.store import list_datasets
+
+    rows = list_datasets()
+    if not rows:
+        out.print(f"no datasets under {paths.data_root()}")
+        return
+    table = Table("name", "kind", "symbols", "start", "end", title=str(paths.data_root()), title_justify="left")
+    for row in rows:
+        table.add_row(row["name"], row["kind"], str(row["symbols"]), row["start"], row["end"])
+    out.print(table)
+
+
+@app.command("info")
+def info_command(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+    """Calendar, symbols, missing values per field, symbols skipped at import, feature cache size."""
+    from qtrack.console import out, summary_table
+    from qtrack.data.store import dataset_info
+
+    info = dataset_info(name)
+    start, end, days = info["calendar"]
+    rows = [
+        ("path", info["path"]),
+        ("kind", info["kind"]),
+        ("calendar", f"{start} to {end} ({days} days)"),
+        ("symbols", str(info["symbols"])),
+        ("markets", ", ".join(info["markets"])),
+        ("fingerprint", info["fingerprint"]),
+        ("feature cache", f"{info['feature_cache_bytes'] / 2**20:.1f} MiB"),
+    ]
+    rows += [(f"missing {field}", f"{share:.2%}") for field, share in info["missing_share"].items()]
+    if info["vwap"]:
+        rows.append(("vwap", info["vwap"]))
+    rows += [(f"symbol {stored}", f"vendor symbol {original!r}") for stored, original in info["renamed"].items()]
+    rows += [(f"format of {file}", dialect) for file, dialect in info["dialects"].items()]
+    rows += [(f"skipped {symbol}", reason) for symbol, reason in info["skipped"].items()]
+    rows += [(f"note {symbol}", "; ".join(notes)) for symbol, notes in info["warnings"].items()]
+    out.print(summary_table(f"dataset {name}", rows))

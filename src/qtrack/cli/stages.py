@@ -1,0 +1,106 @@
+"""The stage commands: train, benchmark, optimize, retrain. Each passes Hydra overrides through untouched."""
+
+from __future__ import annotations
+
+import typer
+
+OVERRIDES_HELP = "Hydra overrides such as model=catboost model.learning_rate=0.05 seed=3."
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def groups_epilog() -> str:
+    from qtrack.config import config_groups
+
+    try:
+        groups = config_groups()
+    except OSError:
+        return ""
+    lines = [f"  {group}: {', '.join(options)}" for group, options in groups.items()]
+    return "Config groups (choose with GROUP=OPTION):\n\n" + "\n\n".join(lines)
+
+
+def train(
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+    cfg: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
+) -> None:
+    """Fit one model on a dataset and log the whole run (metrics, predictions, model, plots) to MLflow."""
+    if cfg:
+        from qtrack.config import compose, to_yaml
+
+        typer.echo(to_yaml(compose("train", overrides or []).cfg), nl=False)
+        return
+    from qtrack.stages.train import run_train
+
+    run_train(overrides or [], quiet=quiet)
+
+
+def benchmark(
+    overrides: list[str] | None = typer.Argument(
+        None, help="models=[lightgbm,linear] seeds=3 metric='Rank IC', then any train override. "
+        "`qtrack benchmark report --experiment NAME [--metric M] [--output FILE]` ranks existing runs."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the ranking."),
+) -> None:
+    """Fit every model x seed on one dataset and rank them (mean ± std), under one MLflow parent run."""
+    args = overrides or []
+    if args and args[0] == "report":
+        from qtrack.cli.benchmark_report import report_app
+
+        report_app(args=args[1:], prog_name="qtrack benchmark report", standalone_mode=False)
+        return
+    from qtrack.stages.benchmark import ModelBenchmark
+
+    results = ModelBenchmark(args, quiet=quiet).run()
+    if any(job.status != "FINISHED" for job in results.jobs):
+        raise typer.Exit(1)
+
+
+def optimize(
+    overrides: list[str] | None = typer.Argument(
+        None, help="Train overrides (model=catboost ...), optimize.* settings and search_space.* entries."
+    ),
+    trials: int | None = typer.Option(None, "--trials", min=0, help="Trials to run now (on top of earlier ones)."),
+    max_trials: int | None = typer.Option(
+        None, "--max-trials", min=1, help="Budget for the whole study, shared by every worker."
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", min=1, help="Start no new trial after SECONDS."),
+    study_name: str | None = typer.Option(None, "--study-name", help="Default: <experiment>-<model>."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="A journal file, sqlite:///FILE or postgresql://... (default: mlruns/optuna.journal)."
+    ),
+    n_jobs: int | None = typer.Option(None, "--n-jobs", min=1, help="Trials at once in this process (threads)."),
+    with_mlflow: bool | None = typer.Option(
+        None, "--with-mlflow/--no-mlflow", help="Log a parent run and one child run per trial (default: on)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the trial lines and the result."),
+) -> None:
+    """Sweep a model's hyperparameters with Optuna on the validation segment; resumable and distributable."""
+    from qtrack.config import override_value
+    from qtrack.stages.optimize.run import run_optimize
+
+    options = {"trials": trials, "max_trials": max_trials, "timeout": timeout, "study_name": study_name,
+               "storage": storage, "n_jobs": n_jobs, "mlflow": with_mlflow}
+    extra = [f"optimize.{key}={override_value(value)}" for key, value in options.items() if value is not None]
+    run_optimize([*(overrides or []), *extra], quiet=quiet)
+
+
+def retrain(
+    overrides: list[str] | None = typer.Argument(None, help="retrain.* settings, then any train override."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the decision."),
+) -> None:
+    """Train a challenger on the latest data; promote it over the champion only when it scores better.
+
+    Exit codes: 0 done (promoted, kept or nothing new), 2 bad config or data, 3 tracking server or
+    registry unreachable, 4 another retrain of the same model is running on this machine."""
+    from qtrack.stages.retrain import run_retrain
+
+    run_retrain(overrides or [], quiet=quiet)
+
+
+def add_to(app: typer.Typer) -> None:
+    epilog = groups_epilog()
+    app.command(epilog=epilog)(train)
+    app.command(epilog=epilog, context_settings=PASS_THROUGH)(benchmark)
+    app.command(epilog=epilog, context_settings=PASS_THROUGH)(optimize)
+    app.command(epilog=epilog, context_settings=PASS_THROUGH)(retrain)

@@ -1,0 +1,130 @@
+"""Data preparation: make sure the data exists, resolve segments, build Qlib's DatasetH once."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qtrack import paths
+from qtrack.data import qlib_format
+from qtrack.data import segments
+from qtrack.data import synthetic
+from qtrack.errors import QtrackError
+
+SYNTHETIC_PREFIX = "synthetic"
+
+
+@dataclass
+class DataSource:
+    name: str
+    path: Path
+    fingerprint: str
+
+
+def ensure_data(dataset_cfg: Any) -> DataSource:
+    """The dataset folder, generating the synthetic market on first use. QtrackError if missing."""
+    name = dataset_cfg.name
+    target = paths.dataset_dir(name)
+    if name.startswith(SYNTHETIC_PREFIX) and dataset_cfg.get("synthetic") is not None:
+        spec = synthetic.SyntheticSpec(**dict(dataset_cfg.synthetic))
+        try:
+            synthetic.ensure(target, spec)
+        except ValueError as exc:
+            raise QtrackError(f"invalid dataset.synthetic: {exc}") from None
+    if not qlib_format.is_dataset(target):
+        raise QtrackError(
+            f"dataset '{name}' not found under {paths.data_root()} "
+            "(import one with `qtrack data import SOURCE --name NAME`, or use dataset.name=synthetic)"
+        )
+    return DataSource(name=name, path=target, fingerprint=qlib_format.fingerprint_of(target))
+
+
+def market_calendar(source: DataSource, market: str):
+    instruments_file = source.path / "instruments" / f"{market}.txt"
+    if not instruments_file.is_file():
+        available = sorted(p.stem for p in (source.path / "instruments").glob("*.txt"))
+        raise QtrackError(f"market '{market}' not in dataset '{source.name}' (available: {', '.join(available)})")
+    return qlib_format.read_calendar(source.path)
+
+
+def resolve_segments(cfg: Any, source: DataSource) -> tuple[segments.Segments, list[str]]:
+    """Given segments are checked against the whole calendar; automatic ones cover only the span where
+    at least half of the symbols trade (one long-lived file must not stretch the test segment)."""
+    calendar = market_calendar(source, cfg.dataset.market)
+    configured = dict(cfg.dataset.segments)
+    notices: list[str] = []
+    if all(value is None for value in configured.values()):
+        first, last = qlib_format.active_span(source.path, cfg.dataset.market)
+        if (first, last) != (calendar[0], calendar[-1]):
+            notices.append(
+                f"automatic segments cover {first.date()}..{last.date()}, where at least half of the "
+                f"symbols trade (the data runs {calendar[0].date()}..{calendar[-1].date()})"
+            )
+        calendar = calendar[(calendar >= first) & (calendar <= last)]
+    segs, more = segments.resolve(calendar, configured, dict(cfg.dataset.split), int(cfg.features.label_horizon))
+    return segs, notices + more
+
+
+def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
+    """Qlib's DatasetH config. Learnable processors are fitted on the train segment only."""
+    from omegaconf import OmegaConf
+
+    features = OmegaConf.to_container(cfg.features, resolve=True)
+    spans = segs.as_dict()
+    handler_kwargs = {
+        "instruments": cfg.dataset.market,
+        "start_time": spans["train"][0],
+        "end_time": spans["test"][1],
+        "fit_start_time": spans["train"][0],
+        "fit_end_time": spans["train"][1],
+        "infer_processors": features["infer_processors"],
+        "learn_processors": features["learn_processors"],
+    }
+    if features.get("label"):
+        handler_kwargs["label"] = ([features["label"]], ["LABEL0"])
+    return {
+        "class": "DatasetH",
+        "module_path": "qtrack.data.qlib_dataset",
+        "kwargs": {
+            "handler": {
+                "class": features["handler"],
+                "module_path": features["module_path"],
+                "kwargs": handler_kwargs,
+            },
+            "segments": {name: list(span) for name, span in spans.items()},
+        },
+    }
+
+
+def build_dataset(config: dict):
+    from qlib.utils import init_instance_by_config
+
+    return init_instance_by_config(config)
+
+
+def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning) -> tuple[Any, str, Any, Any]:
+    """The built dataset, the cache status ('hit', 'miss' or 'off'), the cache (for its counters) and the
+    cache of LightGBM's binned sets beside its entry (None when the cache is off)."""
+    from qtrack.data.binned_cache import BinnedCache
+    from qtrack.data.store import cache_dir
+    from qtrack.data.feature_cache import FeatureCache, cache_key
+
+    cache = FeatureCache(cache_dir(source.name), enabled=bool(cfg.dataset.cache))
+    key = cache_key(source.fingerprint, config)
+    dataset, status = cache.get_or_build(key, lambda: build_dataset(config), on_warning)
+    return dataset, status, cache, BinnedCache(cache.folder, key, on_warning) if cache.enabled else None
+
+
+def pipeline_bytes(dataset: Any) -> bytes:
+    """The dataset definition with its fitted processors and without data: what `predict` rebuilds
+    features with (Qlib's own mechanism: pickle with dump_all=False, then setup_data(IT_LS))."""
+    dataset.config(recursive=True, dump_all=False)
+    return pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def kernels(cfg: Any) -> int | None:
+    """Feature workers; None keeps Qlib's default (cores - 2, at least 1), as `qrun` does."""
+    value = cfg.get("kernels")
+    return int(value) if value else None

@@ -1,0 +1,201 @@
+"""The benchmark stage: every model x seed on one dataset, ranked by mean +- std, tracked in MLflow.
+
+One parent run holds the ranking (JSON, Markdown, PNG), `best_<metric>` and the winner's name; every
+model x seed is a child run with everything a train run logs. A model that fails is reported as failed
+and the others go on. Each job's config is derived from the one composed config; `model_overrides` may
+change only `model.*`, so every job logs the data it really trains on.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qtrack import config
+from qtrack.console import Steps, err, out
+from qtrack.data.prepare import prepare
+from qtrack.errors import QtrackError
+from qtrack.evaluation.ranking import (
+    RANKABLE,
+    BenchmarkResults,
+    Job,
+    numeric_metrics,
+    ranking,
+    ranking_chart,
+    ranking_markdown,
+    results_payload,
+)
+from qtrack.stages.context import stage
+from qtrack.stages.core import fit_and_evaluate
+from qtrack.tracking import names
+from qtrack.tracking import params as tracking
+from qtrack.tracking.names import higher_is_better
+from qtrack.tracking.runs import run_context, run_tags
+
+BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides")
+
+
+class ModelBenchmark:
+    """`qtrack benchmark` as a Python API: run(), save_results(), get_ranking(), load_results()."""
+
+    def __init__(self, overrides: list[str] | None = None, quiet: bool = False) -> None:
+        self.overrides = list(overrides or [])
+        self.quiet = quiet
+        self.results: BenchmarkResults | None = None
+        self.run_dir: Path | None = None
+
+    def run(self) -> BenchmarkResults:
+        self.results, self.run_dir = run_benchmark(self.overrides, quiet=self.quiet)
+        return self.results
+
+    def get_ranking(self, metric: str | None = None) -> pd.DataFrame:
+        if self.results is None:
+            raise QtrackError("no results: call run() or load_results() first")
+        return ranking(self.results, metric)
+
+    def save_results(self, path: str | Path) -> Path:
+        if self.results is None:
+            raise QtrackError("no results: call run() or load_results() first")
+        path = Path(path)
+        path.write_text(results_payload(self.results, self.get_ranking()))
+        return path
+
+    @classmethod
+    def load_results(cls, path: str | Path) -> ModelBenchmark:
+        bench = cls()
+        bench.results = BenchmarkResults.from_dict(json.loads(Path(path).read_text()))
+        return bench
+
+
+def run_benchmark(overrides: list[str], quiet: bool = False) -> tuple[BenchmarkResults, Path]:
+    with stage("benchmark", overrides) as ctx:
+        models, seeds, metric, per_model = benchmark_settings(ctx.cfg)
+        jobs = [Job(model=m, seed=s) for m in models for s in seeds]
+        child_cfgs = _derive_children(ctx.cfg, jobs, per_model)
+        steps = Steps(quiet=quiet)
+        data = prepare(child_cfgs[min(child_cfgs)], steps)
+        results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name)
+        tags = run_tags(data.source.fingerprint, {names.STAGE: names.BENCHMARK, "qtrack.benchmark.metric": metric,
+                                                  names.FEATURE_CACHE: data.cache_status})
+        with run_context(ctx.cfg.mlflow.tracking_uri, ctx.cfg.mlflow.experiment_name,
+                         f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}", tags) as parent:
+            results.parent_run_id = parent.run_id
+            _log_settings(parent, ctx.cfg, models, seeds)
+            _run_jobs(jobs, child_cfgs, data, parent.run_id, metric)
+            _log_parent(parent.client, parent.run_id, results, ctx.run_dir, data)
+    _print_ranking(results, ctx.run_dir)
+    return results, ctx.run_dir
+
+
+def benchmark_settings(cfg: Any) -> tuple[list[str], list[int], str, dict[str, list[str]]]:
+    """The models, seeds, ranking metric and per-model overrides, checked before any work."""
+    models = list(cfg.models)
+    valid = config.config_groups()["model"]
+    unknown = [m for m in models if m not in valid]
+    if not models or unknown:
+        raise QtrackError(f"models: unknown {unknown or 'none given'}; choose from {', '.join(valid)}")
+    seeds = cfg.seeds
+    seeds = list(range(int(seeds))) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise QtrackError("seeds: give a positive count or a list of seeds of 0 or more")
+    if cfg.metric not in RANKABLE:
+        raise QtrackError(f"invalid metric '{cfg.metric}': choose one of {', '.join(RANKABLE)}")
+    overrides = {m: [str(o) for o in v] for m, v in config.to_container(cfg.model_overrides).items()}
+    unused = sorted(set(overrides) - set(valid))
+    if unused:
+        raise QtrackError(f"model_overrides: unknown model {unused[0]}; choose from {', '.join(valid)}")
+    for model, items in overrides.items():
+        for key in config.parse_overrides(items):
+            if not key.startswith("model."):
+                raise QtrackError(f"model_overrides.{model}: '{key}' can't be changed per model: only model.* may "
+                                  "(every model shares one dataset)")
+    return models, seeds, str(cfg.metric), overrides
+
+
+def _derive_children(cfg: Any, jobs: list[Job], per_model: dict[str, list[str]]) -> dict[int, Any]:
+    """Each job's train config, derived from the benchmark's; a job whose model overrides are invalid
+    fails now, the others go on."""
+    cfgs = {}
+    for index, job in enumerate(jobs):
+        try:
+            cfgs[index] = config.variant(cfg, model=job.model, values={"seed": job.seed}, drop=BENCHMARK_KEYS,
+                                         overrides=per_model.get(job.model, []), allowed=("model.", "seed"))
+        except QtrackError as exc:
+            job.status, job.error = "FAILED", str(exc)
+    if not cfgs:
+        raise QtrackError(f"no model could be configured: {jobs[0].error}")
+    return cfgs
+
+
+def _log_settings(parent: Any, cfg: Any, models: list[str], seeds: list[int]) -> None:
+    params = tracking.flatten({k: v for k, v in config.to_container(cfg).items() if k != "model"})
+    params.update({"models": json.dumps(models), "seeds": json.dumps(seeds)})
+    tracking.log_params(parent.client, parent.run_id, params)
+
+
+def _run_jobs(jobs: list[Job], cfgs: dict[int, Any], data: Any, parent: str, metric: str) -> None:
+    from rich.markup import escape
+
+    started, total = time.perf_counter(), len(jobs)
+    for index, job in enumerate(jobs):
+        if index in cfgs:
+            _run_job(index, job, cfgs[index], data, parent)
+        done = index + 1
+        outcome = (f"[red]failed[/]: {escape(job.error or '')}" if job.status == "FAILED"
+                   else f"{metric} {job.metrics.get(metric, float('nan')):.4f} ({job.seconds:.1f}s)")
+        eta = _eta(started, done, total)
+        err.print(f"\\[{done}/{total}] {job.model} seed {job.seed}: {outcome}  [dim]ETA {eta}[/]")
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    left = (time.perf_counter() - started) / max(done, 1) * (total - done)
+    return f"{int(left // 60)}m{int(left % 60):02d}s"
+
+
+def _run_job(index: int, job: Job, cfg: Any, data: Any, parent: str) -> None:
+    start = time.perf_counter()
+    job.run_name = f"{job.model}-job{index}"
+    try:
+        result = fit_and_evaluate(cfg, data, run_name=job.run_name, steps=Steps(quiet=True),
+                                  parent_run_id=parent, extra_tags={"qtrack.benchmark.job": str(index)},
+                                  on_start=lambda run_id: setattr(job, "run_id", run_id))
+    except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
+        job.status, job.error = "FAILED", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    else:
+        job.status, job.run_id, job.metrics = "FINISHED", result.run_id, numeric_metrics(result.metrics)
+    job.seconds = time.perf_counter() - start
+
+
+def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Path, data: Any) -> None:
+    finished = [job for job in results.jobs if job.status == "FINISHED"]
+    if not finished:
+        first = next(job for job in results.jobs if job.error)
+        raise QtrackError(f"every model failed; first error: {first.error}")
+    table = ranking(results)
+    best_model = table.index[0]
+    metric = results.metric
+    (run_dir / "ranking.json").write_text(results_payload(results, table))
+    (run_dir / "ranking.md").write_text(ranking_markdown(table, metric))
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / "ranking.png"
+        ranking_chart(table, metric, chart)
+        client.log_artifact(parent, str(chart))
+    client.log_artifact(parent, str(run_dir / "ranking.json"))
+    client.log_artifact(parent, str(run_dir / "ranking.md"))
+    best = {f"best_{name.replace(' ', '_')}": table.loc[best_model, f"{name} mean"]
+            for name in (metric, "IC", "Rank IC") if f"{name} mean" in table.columns}
+    tracking.log_metrics(client, parent, {**best, "failed_runs": float(len(results.jobs) - len(finished)),
+                                          "feature_builds": float(data.cache.stats.builds)})
+    client.set_tag(parent, "qtrack.best_model", best_model)
+    client.set_tag(parent, "qtrack.benchmark.direction", "higher" if higher_is_better(metric) else "lower")
+
+
+def _print_ranking(results: BenchmarkResults, run_dir: Path) -> None:
+    out.print(ranking_markdown(ranking(results), results.metric), soft_wrap=True, markup=False)
+    err.print(f"[dim]parent run {results.parent_run_id}; results in {run_dir}[/]")

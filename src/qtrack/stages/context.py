@@ -1,0 +1,44 @@
+"""What every stage does around its work: check the tracking URI, make the run folder, keep the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qtrack import config
+from qtrack.stages import outputs
+from qtrack.tracking.store import check_tracking_uri
+
+log = logging.getLogger("qtrack")
+
+
+@dataclass
+class StageContext:
+    cfg: Any
+    run_dir: Path
+
+
+@contextmanager
+def stage(name: str, overrides: list[str]) -> Iterator[StageContext]:
+    composed = config.compose(name, overrides)
+    if _tracks(composed.cfg):
+        check_tracking_uri(composed.cfg.mlflow.tracking_uri)
+    run_dir = outputs.make_run_dir(composed.run_dir)
+    (run_dir / "config.yaml").write_text(config.to_yaml(composed.cfg))
+    handler = outputs.attach_log_file(run_dir)
+    try:
+        yield StageContext(cfg=composed.cfg, run_dir=run_dir)
+    except Exception:
+        log.exception("%s failed", name)
+        raise
+    finally:
+        outputs.detach_log_file(handler)
+
+
+def _tracks(cfg: Any) -> bool:
+    """Whether the stage logs to MLflow (only `optimize --no-mlflow` does not)."""
+    return "optimize" not in cfg or bool(cfg.optimize.mlflow)

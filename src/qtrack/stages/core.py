@@ -1,0 +1,164 @@
+"""The one core every stage calls: fit and evaluate one model configuration inside one MLflow run,
+on a dataset that was built once beforehand (data.prepare)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from qtrack import config
+from qtrack.console import Steps
+from qtrack.data.prepare import PreparedData
+from qtrack.evaluation import records
+from qtrack.models import specs
+from qtrack.runtime import log_uncommitted_code
+from qtrack.tracking import names
+from qtrack.tracking import params as tracking
+from qtrack.tracking.runs import run_context, run_tags
+
+SUMMARY_METRICS = (
+    *names.SIGNAL_METRICS,
+    f"{names.EXCESS_WITH_COST}.annualized_return",
+    f"{names.EXCESS_WITH_COST}.information_ratio",
+    f"{names.EXCESS_WITH_COST}.max_drawdown",
+    *names.REGRESSION_METRICS,
+)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_name: str
+    experiment_id: str
+    experiment_name: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    seconds: dict[str, float]
+
+
+class Pruning(Protocol):
+    """What an optimiser hands the core to stop a poor trial while the model is still boosting."""
+
+    stopped: tuple[type[BaseException], ...]  # exceptions that mean "stopped on purpose"
+
+    def fit_kwargs(self, spec: specs.ModelSpec) -> dict: ...
+
+    def after_fit(self) -> None: ...
+
+
+def fit_and_evaluate(
+    cfg: Any,
+    data: PreparedData,
+    *,
+    run_name: str,
+    steps: Steps,
+    output_dir: Path | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    pruning: Pruning | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> RunResult:
+    """One MLflow run: fit, validation metrics, Qlib's records on the test segment, model and extras.
+
+    The run is opened with MlflowClient rather than Qlib's global recorder `R`, so that several runs
+    can proceed at once in threads (optimize --n-jobs)."""
+    from qtrack.tracking.recorder import CachingRecorder
+
+    spec = specs.model_spec(config.to_container(cfg.model), int(cfg.seed))
+    _seed_everything(int(cfg.seed))
+    tags = run_tags(data.source.fingerprint, {names.FEATURE_CACHE: data.cache_status,
+                                              names.DATA_END: data.data_end, **(extra_tags or {})})
+    uri = cfg.mlflow.tracking_uri
+    with run_context(uri, cfg.mlflow.experiment_name, run_name, tags, parent_run_id=parent_run_id,
+                     stopped=pruning.stopped if pruning else ()) as active:
+        if on_start is not None:
+            on_start(active.run_id)
+        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run)
+        extra = _fit_and_log(cfg, data, spec, recorder, steps, pruning)
+    if extra.pop("constant_predictions", False):
+        steps.note("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
+    logged = active.client.get_run(active.run_id).data.metrics
+    result = RunResult(
+        run_id=active.run_id,
+        run_name=run_name,
+        experiment_id=active.experiment_id,
+        experiment_name=cfg.mlflow.experiment_name,
+        tracking_uri=uri,
+        metrics={**logged, **extra},
+        seconds=dict(steps.seconds),
+    )
+    _write_summary(result, active.client, output_dir)
+    return result
+
+
+def _fit_and_log(
+    cfg: Any, data: PreparedData, spec: specs.ModelSpec, recorder: Any, steps: Steps, pruning: Pruning | None
+) -> dict:
+    client, run_id = recorder.client, recorder.id
+    params = tracking.flatten(config.to_container(cfg))
+    params.update({f"segments.{name}": ",".join(span) for name, span in data.segments.as_dict().items()})
+    truncated = tracking.log_params(client, run_id, params)
+    if truncated:
+        client.set_tag(run_id, names.TRUNCATED_PARAMS, ",".join(truncated))
+    client.log_text(run_id, config.to_yaml(cfg), "config.yaml")
+    log_uncommitted_code(client, run_id)
+
+    with steps.step("fit", f"fitting {spec.name}"):
+        model = _fit(spec, data, pruning)
+        tracking.log_curves(client, run_id, specs.training_curves(spec, model))
+    with steps.step("validation", "validation metrics"):
+        tracking.log_metrics(client, run_id, records.segment_metrics(data, model, "valid"))
+    with steps.step("records", "predicting, IC analysis and backtest"):
+        records.run_records(cfg, data, model, recorder)
+    with steps.step("logging", "logging metrics, plots and model"):
+        extra = records.log_extras(cfg, data, spec, model, recorder)
+    tracking.log_metrics(client, run_id, {f"time.{k}_seconds": v for k, v in steps.seconds.items()})
+    return extra
+
+
+def fit_and_score(cfg: Any, data: PreparedData, steps: Steps, pruning: Pruning | None = None) -> dict[str, float]:
+    """Fit, then the validation and test metrics (`valid.*`, `test.*`), tracking nothing."""
+    spec = specs.model_spec(config.to_container(cfg.model), int(cfg.seed))
+    _seed_everything(int(cfg.seed))
+    with steps.step("fit", f"fitting {spec.name}"):
+        model = _fit(spec, data, pruning)
+    with steps.step("validation", "validation and test metrics"):
+        return {**records.segment_metrics(data, model, "valid"), **records.segment_metrics(data, model, "test")}
+
+
+def _fit(spec: specs.ModelSpec, data: PreparedData, pruning: Pruning | None) -> Any:
+    model = specs.build_model(spec)
+    binned = {"binned_cache": data.binned} if data.binned and getattr(model, "takes_binned_cache", False) else {}
+    model.fit(data.dataset, **spec.fit_kwargs, **(pruning.fit_kwargs(spec) if pruning else {}), **binned)
+    if pruning:
+        pruning.after_fit()
+    return model
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def summary(result: RunResult) -> dict:
+    return {
+        "run_id": result.run_id,
+        "run_name": result.run_name,
+        "experiment_id": result.experiment_id,
+        "experiment_name": result.experiment_name,
+        "metrics": {k: result.metrics[k] for k in SUMMARY_METRICS if k in result.metrics},
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+    }
+
+
+def _write_summary(result: RunResult, client: Any, output_dir: Path | None) -> None:
+    text = json.dumps(summary(result), indent=2, sort_keys=True)
+    client.log_text(result.run_id, text, "summary.json")
+    if output_dir is not None:
+        (output_dir / "summary.json").write_text(text)

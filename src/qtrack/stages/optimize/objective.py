@@ -1,0 +1,64 @@
+"""One trial as one train run: sample the search space, derive the trial's config from the sweep's,
+fit and evaluate through the shared core, and return the validation objective."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from qtrack import config
+from qtrack.console import Steps
+from qtrack.models import search_space
+from qtrack.models.pruning import BoostingPruning
+from qtrack.runtime import critical
+from qtrack.stages.core import fit_and_evaluate, fit_and_score
+from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, REPORTED_TEST_METRICS, Settings
+from qtrack.tracking import names, redact
+
+RUN_ID_ATTR = "mlflow_run_id"
+
+
+class Objective:
+    def __init__(self, settings: Settings, cfg: Any, specs: list, base: list[str], data: Any,
+                 parent_run_id: Callable[[], str | None]) -> None:
+        self.settings, self.cfg, self.specs, self.base, self.data = settings, cfg, specs, base, data
+        self.parent_run_id = parent_run_id
+        self.run_ids: dict[int, str] = {}  # trial number -> its MLflow run
+
+    def __call__(self, trial: Any) -> float:
+        params = search_space.suggest(trial, self.specs)
+        # Secrets are masked in the study too: the best command asks for them again.
+        with critical():
+            trial.set_user_attr("train_overrides", redact.argv([*self.base, *search_space.as_overrides(params)]))
+        cfg = config.variant(self.cfg, values={f"model.{k}": v for k, v in params.items()}, drop=OPTIMIZE_KEYS)
+        pruning = (BoostingPruning(trial, config.to_container(cfg.model), self.settings.maximize)
+                   if self.settings.pruner != "none" else None)
+        steps = Steps(quiet=True, capture=False)
+        if self.settings.mlflow:
+            found = fit_and_evaluate(
+                cfg, self.data, run_name=f"trial-{trial.number}", steps=steps, parent_run_id=self.parent_run_id(),
+                extra_tags={names.STAGE: names.OPTIMIZE_TRIAL, "optuna.study_name": self.settings.study_name,
+                            "optuna.trial_number": str(trial.number)},
+                pruning=pruning, on_start=lambda run_id: self._started(trial, run_id),
+            ).metrics
+            reported = {name: found.get(name) for name in REPORTED_TEST_METRICS}
+        else:
+            found = fit_and_score(cfg, self.data, steps, pruning)
+            reported = {name: found.get(f"test.{name}") for name in REPORTED_TEST_METRICS}
+        with critical():
+            for name, value in reported.items():
+                if value is not None and math.isfinite(value):
+                    trial.set_user_attr(f"test {name}", float(value))
+        value = found.get(self.settings.objective)
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"the objective {self.settings.objective} is {value} (does the model predict a constant?)")
+        return float(value)
+
+    def _started(self, trial: Any, run_id: str) -> None:
+        self.run_ids[trial.number] = run_id
+        with critical():
+            trial.set_user_attr(RUN_ID_ATTR, run_id)
+            parent = self.parent_run_id()
+            if parent:
+                trial.set_user_attr("mlflow_parent_run_id", parent)

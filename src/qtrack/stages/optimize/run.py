@@ -1,0 +1,84 @@
+"""`qtrack optimize`: compose once, prepare the data once, open the study and the parent run, sweep."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from qtrack import config
+from qtrack.console import Steps, err
+from qtrack.data.prepare import prepare
+from qtrack.models import search_space
+from qtrack.stages.context import stage
+from qtrack.stages.optimize import report, study
+from qtrack.stages.optimize.objective import Objective
+from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, OptimizeResult, Settings, TrialsFailedError, settings_from
+from qtrack.stages.optimize.sweep import Sweep
+from qtrack.tracking import names
+from qtrack.tracking import params as tracking
+from qtrack.tracking.runs import run_context, run_tags
+
+
+def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
+    with stage("optimize", overrides) as ctx:
+        cfg = ctx.cfg
+        settings = settings_from(cfg)
+        specs = search_space.parse(config.to_container(cfg.search_space), config.to_container(cfg.model))
+        data = prepare(cfg, Steps(quiet=quiet))  # the optimize config holds the train config trials start from
+        backend = study.open_storage(settings.storage)
+        identity = study.StudyIdentity(model=cfg.model.name, metric=settings.objective, direction=settings.direction,
+                                       fingerprint=data.source.fingerprint)
+        main_study, notices = study.create_or_load(settings.storage, backend, settings.study_name, identity)
+        for notice in notices:
+            err.print(f"[yellow]![/] {notice}")
+        _announce(settings, main_study)
+        with _parent_run(settings, cfg, data) as parent:
+            for notice in study.fail_dead_trials(settings.storage, backend, main_study,
+                                                  parent.client if parent else None):
+                err.print(f"[yellow]![/] {notice}")
+            objective = Objective(settings, cfg, specs, config.train_overrides(overrides, OPTIMIZE_KEYS), data,
+                                  lambda: parent.run_id if parent else None)
+            outcomes = Sweep(settings, backend, objective, parent.client if parent else None).run()
+            result = report.result_of(settings, main_study, outcomes, parent.run_id if parent else None, ctx.run_dir,
+                                      data.cache.stats.builds if data.cache else 0)
+            report.write_outputs(settings, main_study, result)
+            if parent:
+                report.log_parent(settings, parent.client, parent.run_id, result, report.best_trial(main_study))
+            _check_failures(outcomes)
+    report.print_result(result, settings)
+    return result
+
+
+def _announce(settings: Settings, main_study: Any) -> None:
+    existing = len(main_study.get_trials(deepcopy=False))
+    budget = f", study budget {settings.max_trials}" if settings.max_trials else ""
+    err.print(f"study '{settings.study_name}' ({settings.storage.masked}): {existing} trials so far; "
+              f"up to {settings.trials} more here{budget}; objective {settings.direction} "
+              f"{settings.metric} on the validation segment", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _parent_run(settings: Settings, cfg: Any, data: Any):
+    """The sweep's parent run (None with --no-mlflow); trials are its children."""
+    if not settings.mlflow:
+        yield None
+        return
+    tags = run_tags(data.source.fingerprint, {
+        names.STAGE: names.OPTIMIZE, names.FEATURE_CACHE: data.cache_status,
+        "optuna.study_name": settings.study_name, "optuna.storage": settings.storage.masked,
+    })
+    with run_context(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, f"optimize-{settings.study_name}",
+                     tags) as parent:
+        logged = config.to_container(cfg)
+        logged["optimize"]["storage"] = logged["optimize"].get("storage") or settings.storage.url
+        logged["search_space"] = json.dumps(logged["search_space"], sort_keys=True)
+        tracking.log_params(parent.client, parent.run_id, tracking.flatten(logged))
+        parent.client.log_text(parent.run_id, config.to_yaml(cfg), "config.yaml")
+        yield parent
+
+
+def _check_failures(outcomes: list) -> None:
+    if outcomes and all(outcome.state == "FAIL" for outcome in outcomes):
+        first = min(outcomes, key=lambda o: o.number)
+        raise TrialsFailedError(f"every trial failed; first error (trial {first.number}): {first.error}")

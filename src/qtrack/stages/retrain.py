@@ -1,0 +1,196 @@
+"""`qtrack retrain`: train a challenger on the latest data, score it and the champion on the same
+most recent holdout, and move the champion alias only when the challenger is better.
+
+Order matters: the challenger is trained, logged, registered and scored before the alias moves, so a
+failure at any point leaves the champion as it was. A file lock keeps two retrains of the same model
+on one machine apart (exit code 4).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from qtrack import config, paths
+from qtrack.console import Steps, err, out, summary_table
+from qtrack.data import segments
+from qtrack.errors import QtrackError
+from qtrack.evaluation import metrics
+from qtrack.paths import atomic_file
+from qtrack.stages.context import stage
+from qtrack.tracking import registry
+
+METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
+RETRAIN_KEYS = ("retrain", "dataset.segments")  # retrain lays out the segments itself
+
+
+class RetrainLocked(QtrackError):
+    """Another retrain of the same model holds the lock on this machine. Exit code 4."""
+
+    exit_code = 4
+
+
+@dataclass
+class RetrainOutcome:
+    model: str
+    alias: str
+    decision: str  # promoted, kept or skipped
+    reason: str
+    metric: str
+    data_end: str
+    holdout: list[str] | None = None
+    challenger_run_id: str | None = None
+    challenger_version: str | None = None
+    challenger_score: float | None = None
+    champion_version: str | None = None
+    champion_score: float | None = None
+    summary_path: str | None = None
+
+
+def run_retrain(overrides: list[str], quiet: bool = False) -> RetrainOutcome:
+    with stage("retrain", overrides) as ctx:
+        cfg, settings = ctx.cfg, ctx.cfg.retrain
+        if settings.metric not in METRICS:
+            raise QtrackError(f"invalid retrain.metric '{settings.metric}': choose one of {', '.join(METRICS)}")
+        name = settings.model_name or f"{cfg.dataset.name}-{cfg.model.name}"
+        with retrain_lock(cfg.mlflow.tracking_uri, name):
+            outcome = _retrain(cfg, name, overrides, ctx.run_dir, quiet)
+        path = Path(settings.summary).expanduser().resolve() if settings.summary else ctx.run_dir / "retrain.json"
+        outcome.summary_path = str(path)
+        _write_json(path, asdict(outcome))
+    print_outcome(outcome)
+    return outcome
+
+
+def lock_path(tracking_uri: str, name: str) -> Path:
+    safe = re.sub(r"[^\w.-]", "_", name)
+    return paths.tracking_folder(tracking_uri) / "locks" / f"retrain-{safe}.lock"
+
+
+@contextmanager
+def retrain_lock(tracking_uri: str, name: str):
+    from filelock import FileLock, Timeout
+
+    path = lock_path(tracking_uri, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(path), timeout=0):
+            yield
+    except Timeout:
+        raise RetrainLocked(f"another retrain of model '{name}' is running on this machine (lock {path})") from None
+
+
+def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bool) -> RetrainOutcome:
+    from qtrack.data.dataset import ensure_data, market_calendar
+    from qtrack.data.prepare import prepare
+    from qtrack.stages.core import fit_and_evaluate
+
+    settings = cfg.retrain
+    source = ensure_data(cfg.dataset)
+    calendar = market_calendar(source, cfg.dataset.market)
+    latest = calendar[-1].strftime("%Y-%m-%d")
+    client = registry.client_for(cfg.mlflow.tracking_uri)
+    champion = registry.champion(client, name, settings.alias)
+    outcome = RetrainOutcome(model=name, alias=settings.alias, decision="skipped", reason="", metric=settings.metric,
+                             data_end=latest, champion_version=str(champion.version) if champion else None)
+    if champion is not None and champion.tags.get("qtrack.data_end", "") >= latest:
+        outcome.reason = f"no new data since version {champion.version} was trained (the data ends {latest})"
+        return outcome
+    spans = segments.rolling(calendar, int(settings.train_days), int(settings.valid_days),
+                             int(settings.holdout_days), int(cfg.features.label_horizon))
+    segment_overrides = [f"dataset.segments.{k}=[{a},{b}]" for k, (a, b) in spans.as_dict().items()]
+    base = config.train_overrides(overrides, RETRAIN_KEYS)
+    train_cfg = config.compose("train", [*base, *segment_overrides]).cfg
+    steps = Steps(quiet=quiet)
+    data = prepare(train_cfg, steps)
+    result = fit_and_evaluate(train_cfg, data, run_name=f"retrain-{name}-{latest}", steps=steps, output_dir=run_dir,
+                              extra_tags={"qtrack.stage": "retrain", "qtrack.retrain.model": name})
+    outcome.holdout = list(spans.as_dict()["test"])
+    outcome.challenger_run_id = result.run_id
+    outcome.challenger_score = _finite_or_none(result.metrics.get(settings.metric))
+    if champion is not None:
+        with steps.step("champion", f"scoring {name} version {champion.version} on the same holdout"):
+            outcome.champion_score = _finite_or_none(_holdout_score(client, champion, data, settings.metric))
+    _decide(outcome, float(settings.min_improvement))
+    decision_tags = _decision_tags(outcome)
+    version = registry.register(client, result.run_id, name, extra_tags=decision_tags)
+    outcome.challenger_version = str(version.version)
+    for key, value in decision_tags.items():
+        client.set_tag(result.run_id, key, value)
+    if outcome.decision == "promoted":
+        client.set_registered_model_alias(name, settings.alias, version.version)
+    return outcome
+
+
+def _holdout_score(client: Any, version: Any, data: Any, metric: str) -> float:
+    """The champion's score on the challenger's holdout, through the champion's own feature pipeline."""
+    from qlib.data.dataset.handler import DataHandlerLP
+
+    start, end = data.segments.as_dict()["test"]
+    pred = registry.score(registry.load_pipeline(client, version), start, end)
+    label = data.dataset.prepare("test", col_set="label", data_key=DataHandlerLP.DK_R).iloc[:, 0]
+    return metrics.signal_metrics(pred, label)[metric]
+
+
+def _decide(outcome: RetrainOutcome, min_improvement: float) -> None:
+    challenger, champion = outcome.challenger_score, outcome.champion_score
+    metric = outcome.metric
+    if outcome.champion_version is None:
+        outcome.decision, outcome.reason = "promoted", "there was no champion"
+    elif challenger is None:
+        outcome.decision, outcome.reason = "kept", f"the challenger's {metric} is undefined"
+    elif champion is None:
+        outcome.decision, outcome.reason = "promoted", f"the champion's {metric} is undefined on the holdout"
+    elif challenger - champion >= min_improvement:
+        outcome.decision = "promoted"
+        outcome.reason = f"{metric} {challenger:.4f} beats {champion:.4f} by at least {min_improvement}"
+    else:
+        outcome.decision = "kept"
+        outcome.reason = f"{metric} {challenger:.4f} does not beat {champion:.4f} by {min_improvement}"
+
+
+def _decision_tags(outcome: RetrainOutcome) -> dict[str, str]:
+    tags = {"qtrack.retrain.decision": outcome.decision, "qtrack.retrain.reason": outcome.reason,
+            "qtrack.retrain.metric": outcome.metric, "qtrack.retrain.holdout": ",".join(outcome.holdout or [])}
+    for role in ("challenger", "champion"):
+        value = getattr(outcome, f"{role}_score")
+        tags[f"qtrack.retrain.{role}_score"] = "" if value is None else f"{value:.10g}"
+    if outcome.champion_version:
+        tags["qtrack.retrain.champion_version"] = outcome.champion_version
+    return tags
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    with atomic_file(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2))
+
+
+def print_outcome(outcome: RetrainOutcome) -> None:
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    rows = [("model", f"{outcome.model} (alias {outcome.alias})"), ("decision", outcome.decision),
+            ("why", outcome.reason), ("data ends", outcome.data_end)]
+    if outcome.holdout:
+        rows += [("holdout", " to ".join(outcome.holdout)),
+                 (f"challenger {outcome.metric}", f"{fmt(outcome.challenger_score)} (version "
+                                                  f"{outcome.challenger_version}, run {outcome.challenger_run_id})"),
+                 (f"champion {outcome.metric}", f"{fmt(outcome.champion_score)} (version {outcome.champion_version})"
+                  if outcome.champion_version else "none")]
+    rows.append(("summary", str(outcome.summary_path)))
+    out.print(summary_table("qtrack retrain", rows))
+    if outcome.decision == "skipped":
+        err.print("[dim]nothing trained[/]")

@@ -1,0 +1,47 @@
+"""The train stage: compose the config, prepare the data once, run the core once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from qtrack.console import Steps, err, out, summary_table
+from qtrack.data.prepare import prepare
+from qtrack.stages.context import stage
+from qtrack.stages.core import SUMMARY_METRICS, RunResult, fit_and_evaluate
+from qtrack.tracking import names
+from qtrack.tracking.store import mask_uri
+
+
+def default_run_name(cfg: Any, now: datetime | None = None) -> str:
+    return cfg.run_name or f"{cfg.model.name}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_train(overrides: list[str], quiet: bool = False) -> RunResult:
+    with stage("train", overrides) as ctx:
+        steps = Steps(quiet=quiet)
+        data = prepare(ctx.cfg, steps)
+        run_name = default_run_name(ctx.cfg)
+        result = fit_and_evaluate(ctx.cfg, data, run_name=run_name, steps=steps, output_dir=ctx.run_dir,
+                                  extra_tags={names.STAGE: names.TRAIN})
+    print_summary(result, ctx.run_dir)
+    return result
+
+
+def print_summary(result: RunResult, run_dir: Path) -> None:
+    rows = [
+        (name.replace(f"{names.EXCESS_WITH_COST}.", "excess, with cost: "), f"{result.metrics[name]:.4f}")
+        for name in SUMMARY_METRICS
+        if name in result.metrics
+    ]
+    uri = mask_uri(result.tracking_uri)
+    rows += [
+        ("run", f"{result.run_name} ({result.run_id})"),
+        ("experiment", f"{result.experiment_name} ({result.experiment_id})"),
+        ("tracking URI", uri),
+        ("run folder", str(run_dir)),
+    ]
+    out.print(summary_table("qtrack train", rows))
+    if uri.startswith("sqlite:"):
+        err.print(f"[dim]open the UI: mlflow ui --backend-store-uri {uri}[/]")

@@ -1,0 +1,136 @@
+"""The one run context every stage enters: an MLflow run that always ends with an honest status.
+
+FINISHED when the block ends, FAILED on an error (with the error as a tag), KILLED on Ctrl-C, on
+SIGTERM (runtime.install_signal_handlers turns it into an exception) or when the caller stops on
+purpose (a pruned trial). Runs carry the pid and host that run them, so `qtrack gc --stale` can prove
+a RUNNING run's process is gone after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from qtrack import __version__
+from qtrack.errors import Terminated
+from qtrack.runtime import critical, git_output
+from qtrack.tracking import names, redact
+
+
+@dataclass
+class ActiveRun:
+    client: Any  # mlflow.tracking.MlflowClient
+    run: Any  # mlflow.entities.Run, as created
+    experiment_id: str
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+
+class GuardedClient:
+    """An MlflowClient whose every call completes even when Ctrl-C or SIGTERM arrives during it
+    (runtime.critical), so an interrupt never leaves the store locked halfway through a write."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with critical():
+                return attribute(*args, **kwargs)
+
+        return guarded
+
+
+def client_for(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return GuardedClient(MlflowClient(tracking_uri))
+
+
+def experiment_id_for(client: Any, name: str) -> str:
+    """The experiment's id, created if needed (safe when another process creates it first)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+@contextmanager
+def run_context(
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
+    tags: dict[str, str],
+    *,
+    parent_run_id: str | None = None,
+    stopped: tuple[type[BaseException], ...] = (),
+) -> Iterator[ActiveRun]:
+    """Create a run, yield it, and end it FINISHED, FAILED or KILLED (`stopped`: exceptions that
+    mean the caller stopped the run on purpose)."""
+    client = client_for(tracking_uri)
+    experiment_id = experiment_id_for(client, experiment_name)
+    all_tags = {**tags, names.PID: str(os.getpid()), names.HOST: platform.node()}
+    if parent_run_id:
+        all_tags[names.PARENT_RUN] = parent_run_id
+    active = ActiveRun(client, client.create_run(experiment_id, run_name=run_name, tags=all_tags), experiment_id)
+    status = "FAILED"
+    try:
+        yield active
+        status = "FINISHED"
+    except BaseException as exc:
+        status, reason = ending(exc, stopped)
+        client.set_tag(active.run_id, names.ENDED_BY if status == "KILLED" else names.ERROR, reason)
+        raise
+    finally:
+        client.set_terminated(active.run_id, status)
+
+
+def ending(exc: BaseException, stopped: tuple[type[BaseException], ...] = ()) -> tuple[str, str]:
+    """The status a run ends with after `exc`, and why."""
+    if isinstance(exc, Terminated):
+        return "KILLED", "terminated"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED", "interrupted"
+    if stopped and isinstance(exc, stopped):
+        return "KILLED", "stopped"
+    return "FAILED", one_line_error(exc)
+
+
+def one_line_error(exc: BaseException) -> str:
+    return redact.text(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:1000]
+
+
+def run_tags(fingerprint: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags every qtrack run carries, secrets masked."""
+    tags = {
+        names.VERSION: __version__,
+        names.DATA_FINGERPRINT: fingerprint,
+        names.COMMAND: shlex.join(["qtrack", *redact.argv(sys.argv[1:])]),
+    }
+    commit = git_output(["rev-parse", "HEAD"])
+    if commit:
+        tags[names.GIT_COMMIT] = commit
+        tags["mlflow.source.git.commit"] = commit
+    return {key: redact.text(str(value)) for key, value in {**tags, **(extra or {})}.items()}

@@ -1,0 +1,96 @@
+"""The tracking URI: check it can be used, create a local store safely, never print its secrets."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from qtrack import paths
+from qtrack.errors import QtrackError, TrackingError
+from qtrack.runtime import quiet_third_party
+
+REMOTE_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]*)@")
+
+
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI when set, else the configured URI, else sqlite:///<cwd>/mlruns/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or paths.default_tracking_uri()
+
+
+def mask_uri(uri: str) -> str:
+    """`scheme://user:secret@host` becomes `scheme://user:***@host`."""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", uri)
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A QtrackError in one line when the URI cannot possibly work; local SQLite stores are created."""
+    scheme = urlsplit(uri).scheme.split("+")[0].lower()
+    if scheme == "sqlite":
+        ensure_sqlite_store(uri)
+    elif scheme in REMOTE_SCHEMES:
+        check_remote_store(uri)
+    elif scheme in ("", "file"):
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+            raise QtrackError(
+                f"tracking URI {mask_uri(uri)} is a file store, which MLflow 3 refuses; "
+                "use sqlite:///<path>/mlflow.db (the default) or a server"
+            )
+    else:
+        raise QtrackError(f"tracking URI {mask_uri(uri)} has an unsupported scheme '{scheme}'")
+
+
+def sqlite_path(uri: str) -> Path:
+    if not uri.startswith("sqlite:///"):
+        raise QtrackError(f"tracking URI {uri} must look like sqlite:///<path>/mlflow.db")
+    return Path(uri[len("sqlite:///") :])
+
+
+def ensure_sqlite_store(uri: str) -> None:
+    """Create or upgrade the store under a file lock: parallel first-time migrations crash MLflow."""
+    from filelock import FileLock
+
+    path = sqlite_path(uri)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=120):
+            if path.exists() and path.stat().st_size > 0:
+                return
+            _touch_store(uri)
+    except OSError as exc:
+        raise QtrackError(f"tracking URI {uri} can't be used: {exc.strerror or exc}") from None
+
+
+def _touch_store(uri: str) -> None:
+    _probe(uri)
+
+
+def check_remote_store(uri: str) -> None:
+    """One cheap request, so an unreachable server or a refused password fails now, in one line (exit 3)."""
+    try:
+        _probe(uri)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the masked URI
+        raise TrackingError(f"tracking server {mask_uri(uri)} {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if any(code in text for code in ("401", "403", "Unauthorized", "UNAUTHENTICATED", "PERMISSION_DENIED")):
+        return ("refused the credentials (check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
+                "or MLFLOW_TRACKING_TOKEN)")
+    lowered = text.lower()
+    for needle, reason in (("connection refused", "connection refused"), ("timed out", "timed out"),
+                           ("name or service not known", "unknown host"), ("max retries exceeded", "no answer")):
+        if needle in lowered:
+            return f"cannot be reached ({reason})"
+    return f"cannot be used: {mask_uri(text)[:300]}"
+
+
+def _probe(uri: str) -> None:
+    """One cheap request that creates (or upgrades) a SQL store and proves a server answers."""
+    from mlflow.tracking import MlflowClient
+
+    quiet_third_party()  # after MLflow's import, which sets its own log levels
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
