@@ -1,36 +1,23 @@
-"""Shared fixtures: every test gets its own data root, tracking store and working folder."""
+"""Shared fixtures: every test gets its own data root, tracking store and working folder; the tiny
+markets and the imported S&P sample that several modules read are built once per session."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# A tiny market with a strong planted signal: a few dozen symbols and a few hundred days.
-TINY = [
-    "dataset.synthetic.symbols=30",
-    "dataset.synthetic.days=300",
-    "dataset.synthetic.signal=0.3",
-    "backtest.topk=10",
-    "backtest.n_drop=2",
-]
-FAST_MODEL = {
-    "lightgbm": ["model.num_boost_round=100"],
-    "catboost": ["model.num_boost_round=80"],
-    "xgboost": ["model.num_boost_round=60"],
-    "linear": [],
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import helpers` from tests/unit and tests/e2e
+
+from helpers import SAMPLE, run_cli  # noqa: E402
 
 
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/e2e run the real CLI: marked e2e (their slow ones are also marked slow)."""
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture
@@ -48,35 +35,6 @@ def shared_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-def cli_command(args: list[str], program: str = "qtrack") -> list[str]:
-    """The real console script (`qtrack` or `run_optimization`) of this environment."""
-    return [str(Path(sys.executable).parent / program), *args]
-
-
-def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    merged = {**os.environ, **(env or {})}
-    if "MLFLOW_TRACKING_URI" not in (env or {}):
-        merged.pop("MLFLOW_TRACKING_URI", None)  # tests use the default store in their own folder
-    return merged
-
-
-def run_cli(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600, program: str = "qtrack"
-) -> CliResult:
-    """The real console script in a subprocess, as a user runs it."""
-    done = subprocess.run(
-        cli_command(args, program), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
-        check=False,
-    )
-    return CliResult(done.returncode, done.stdout, done.stderr)
-
-
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500_sample"
-needs_sample = pytest.mark.skipif(
-    not SAMPLE.is_dir(), reason=f"the S&P 500 sample is not at {SAMPLE} (it sits beside the repository in CI)"
-)
-
-
 @pytest.fixture(scope="session")
 def sp500_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root holding the S&P 500 sample imported as `sp500` through the real CLI."""
@@ -91,17 +49,24 @@ def sp500_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "data"
 
 
-def tracking_uri(folder: Path) -> str:
-    return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+@pytest.fixture
+def figure(request: pytest.FixtureRequest):
+    """Record a measured figure (seconds to exit, runs left RUNNING, leaks found); the session's
+    summary prints them all, so a run of the suite shows every limit as a number."""
+
+    def record(name: str, value: float | int | str, limit: str = "") -> None:
+        request.node.user_properties.append(("figure", (name, value, limit)))
+
+    return record
 
 
-def needs_postgres(url: str):
-    """Skip, saying why, when the PostgreSQL the machine should run at 127.0.0.1:5432 does not answer."""
-    try:
-        import psycopg
-
-        psycopg.connect(url, connect_timeout=2).close()
-        reachable = True
-    except Exception:  # noqa: BLE001 - any failure to connect means: skip
-        reachable = False
-    return pytest.mark.skipif(not reachable, reason=f"PostgreSQL is not reachable at {url}")
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    figures = [value for reports in terminalreporter.stats.values() for report in reports
+               if getattr(report, "when", "") == "call" for key, value in getattr(report, "user_properties", [])
+               if key == "figure"]
+    if not figures:
+        return
+    terminalreporter.section("figures")
+    for name, value, limit in sorted(figures, key=lambda f: f[0]):
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        terminalreporter.write_line(f"{name}: {shown}" + (f"  (limit {limit})" if limit else ""))

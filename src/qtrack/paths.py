@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from qtrack.errors import QtrackError
+
 DATA_ROOT_ENV = "QTRACK_DATA_ROOT"
 CONFIG_DIR_ENV = "QTRACK_CONFIG_DIR"
 
@@ -61,3 +63,14 @@ def atomic_file(target: Path) -> Iterator[Path]:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """A QtrackError (exit 2) naming `folder` when nothing can be written there. A probe file, not the mode
+    bits: root ignores those, and read-only mounts do not show in them."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".qtrack-probe-"):
+            pass
+    except OSError as exc:
+        raise QtrackError(f"{what} {folder} is not writable ({exc.strerror or exc})") from None

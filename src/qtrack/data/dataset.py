@@ -10,7 +10,7 @@ from typing import Any
 from qtrack import paths
 from qtrack.data import qlib_format
 from qtrack.data import segments
-from qtrack.data import synthetic
+from qtrack.data import synthetic, versions
 from qtrack.errors import QtrackError
 
 SYNTHETIC_PREFIX = "synthetic"
@@ -38,7 +38,8 @@ def ensure_data(dataset_cfg: Any) -> DataSource:
             f"dataset '{name}' not found under {paths.data_root()} "
             "(import one with `qtrack data import SOURCE --name NAME`, or use dataset.name=synthetic)"
         )
-    return DataSource(name=name, path=target, fingerprint=qlib_format.fingerprint_of(target))
+    version = versions.lease(target)  # read this version to the end, whatever an import does meanwhile
+    return DataSource(name=name, path=version, fingerprint=qlib_format.fingerprint_of(version))
 
 
 def market_calendar(source: DataSource, market: str):

@@ -5,7 +5,8 @@ features/<symbol lower>/<field>.day.bin, each a little-endian float32 array whos
 calendar index of the first day and whose rest is one value per calendar day (NaN when missing).
 
 A dataset name under the data root is a symlink to a versioned folder in `.store/`, so replacing a
-dataset is a single atomic rename and an interrupted write leaves the previous version in place.
+dataset is a single atomic rename and an interrupted write leaves the previous version in place. A
+version that a running process reads stays until it is done (versions.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qtrack.data import versions
+
 META_FILE = "meta.json"
-STORE_DIR = ".store"
+STORE_DIR = versions.STORE_DIR
 FIELDS = ("open", "high", "low", "close", "volume", "vwap", "factor")
 
 
@@ -38,7 +41,9 @@ def write_dataset(
     """
     store = target.parent / STORE_DIR
     store.mkdir(parents=True, exist_ok=True)
+    versions.clean(target.parent)
     staging = store / f"{target.name}.{uuid.uuid4().hex[:12]}"
+    marker = versions.mark_writing(staging)
     try:
         _write_tree(staging, frames, markets or {})
         fingerprint = compute_fingerprint(staging)
@@ -50,6 +55,8 @@ def write_dataset(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        marker.unlink(missing_ok=True)
     return fingerprint
 
 
@@ -89,7 +96,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
     link_tmp.symlink_to(Path(STORE_DIR) / staging.name)
     os.replace(link_tmp, target)
     if previous is not None and previous != staging.resolve():
-        shutil.rmtree(previous, ignore_errors=True)
+        versions.remove_if_unused(previous)  # kept while a running process still reads it
 
 
 def compute_fingerprint(root: Path) -> str:

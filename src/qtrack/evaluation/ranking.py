@@ -36,6 +36,7 @@ class Job:
     error: str | None = None
     seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
+    constant: bool = False  # the model predicted a constant: its Rank IC is NaN and left out of the mean
 
 
 @dataclass
@@ -56,8 +57,9 @@ class BenchmarkResults:
 
 
 def ranking(results: BenchmarkResults, metric: str | None = None) -> pd.DataFrame:
-    """Per model: runs, failures, the first error, and the mean and std (ddof=1) of every metric;
-    best first by `metric`, models with no successful run last."""
+    """Per model: runs, failures, the first error, runs that predicted a constant, and the mean and std
+    (ddof=1) of every metric over the runs that logged it (an undefined Rank IC is not logged, so it stays
+    out of the mean); best first by `metric`, models with no successful run last."""
     metric = metric or results.metric
     rows = {}
     for model in dict.fromkeys(job.model for job in results.jobs):
@@ -67,6 +69,7 @@ def ranking(results: BenchmarkResults, metric: str | None = None) -> pd.DataFram
             "runs": len(jobs),
             "failed": sum(job.status != "FINISHED" for job in jobs),
             "error": next((job.error for job in jobs if job.error), None),
+            "constant": sum(job.constant for job in jobs if job.status == "FINISHED"),
         }
         for name in done.columns:
             row[f"{name} mean"] = float(done[name].mean())
@@ -101,6 +104,9 @@ def ranking_markdown(table: pd.DataFrame, metric: str) -> str:
     failures = table[table["failed"] > 0]
     for model, row in failures.iterrows():
         lines.append(f"\n{model}: {int(row['failed'])} failed: {row['error']}")
+    for model, row in table[table.get("constant", 0) > 0].iterrows():
+        lines.append(f"\n{model}: {int(row['constant'])} run(s) predicted a constant (the model found nothing to "
+                     "learn); their Rank IC is undefined and left out of the mean")
     return "\n".join(lines) + "\n"
 
 

@@ -169,6 +169,7 @@ def _run_job(index: int, job: Job, cfg: Any, data: Any, parent: str) -> None:
         job.status, job.error = "FAILED", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     else:
         job.status, job.run_id, job.metrics = "FINISHED", result.run_id, numeric_metrics(result.metrics)
+        job.constant = result.constant_predictions
     job.seconds = time.perf_counter() - start
 
 

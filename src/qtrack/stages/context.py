@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qtrack import config
+from qtrack import config, paths
 from qtrack.stages import outputs
 from qtrack.tracking.store import check_tracking_uri
 
@@ -25,9 +25,10 @@ class StageContext:
 @contextmanager
 def stage(name: str, overrides: list[str]) -> Iterator[StageContext]:
     composed = config.compose(name, overrides)
+    run_dir = outputs.make_run_dir(composed.run_dir)
+    paths.check_writable(paths.data_root(), "the data root")
     if _tracks(composed.cfg):
         check_tracking_uri(composed.cfg.mlflow.tracking_uri)
-    run_dir = outputs.make_run_dir(composed.run_dir)
     (run_dir / "config.yaml").write_text(config.to_yaml(composed.cfg))
     handler = outputs.attach_log_file(run_dir)
     try:

@@ -40,6 +40,7 @@ class RunResult:
     tracking_uri: str
     metrics: dict[str, float]
     seconds: dict[str, float]
+    constant_predictions: bool = False  # the model found nothing to learn: Rank IC is undefined
 
 
 class Pruning(Protocol):
@@ -81,8 +82,9 @@ def fit_and_evaluate(
             on_start(active.run_id)
         recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run)
         extra = _fit_and_log(cfg, data, spec, recorder, steps, pruning)
-    if extra.pop("constant_predictions", False):
-        steps.note("the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
+    constant = bool(extra.pop("constant_predictions", False))
+    if constant:
+        steps.note(f"{run_name}: the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
     logged = active.client.get_run(active.run_id).data.metrics
     result = RunResult(
         run_id=active.run_id,
@@ -92,6 +94,7 @@ def fit_and_evaluate(
         tracking_uri=uri,
         metrics={**logged, **extra},
         seconds=dict(steps.seconds),
+        constant_predictions=constant,
     )
     _write_summary(result, active.client, output_dir)
     return result
@@ -154,6 +157,7 @@ def summary(result: RunResult) -> dict:
         "experiment_name": result.experiment_name,
         "metrics": {k: result.metrics[k] for k in SUMMARY_METRICS if k in result.metrics},
         "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        **({"note": "the model predicts a constant; Rank IC is undefined"} if result.constant_predictions else {}),
     }
 
 

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
+from qtrack.paths import check_writable
 from qtrack.tracking.redact import RedactingFilter
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -18,7 +19,7 @@ def make_run_dir(run_dir: str | None, now: datetime | None = None) -> Path:
         now = now or datetime.now()
         path = Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")[:12]
     path = path.resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    check_writable(path, "the run folder")
     return path
 
 

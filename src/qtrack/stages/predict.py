@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from qtrack import paths
-from qtrack.data import qlib_format
+from qtrack.data import qlib_format, versions
 from qtrack.errors import QtrackError
 from qtrack.runtime import init_qlib
 from qtrack.tracking import registry
@@ -35,6 +35,7 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
     root = paths.dataset_dir(name)
     if not (root / "calendars" / "day.txt").is_file():
         raise QtrackError(f"dataset '{name}' not found under {paths.data_root()} (see qtrack data list)")
+    root = versions.lease(root)
     calendar = qlib_format.read_calendar(root)
     first, last = _window(calendar, start, end)
     init_qlib(root, pipeline.region, uri, "qtrack-predict")

@@ -24,8 +24,8 @@ from qtrack.evaluation import metrics
 from qtrack.paths import atomic_file
 from qtrack.stages.context import stage
 from qtrack.tracking import registry
+from qtrack.tracking.names import higher_is_better
 
-METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 RETRAIN_KEYS = ("retrain", "dataset.segments")  # retrain lays out the segments itself
 
 
@@ -55,8 +55,6 @@ class RetrainOutcome:
 def run_retrain(overrides: list[str], quiet: bool = False) -> RetrainOutcome:
     with stage("retrain", overrides) as ctx:
         cfg, settings = ctx.cfg, ctx.cfg.retrain
-        if settings.metric not in METRICS:
-            raise QtrackError(f"invalid retrain.metric '{settings.metric}': choose one of {', '.join(METRICS)}")
         name = settings.model_name or f"{cfg.dataset.name}-{cfg.model.name}"
         with retrain_lock(cfg.mlflow.tracking_uri, name):
             outcome = _retrain(cfg, name, overrides, ctx.run_dir, quiet)
@@ -138,6 +136,8 @@ def _holdout_score(client: Any, version: Any, data: Any, metric: str) -> float:
 
 
 def _decide(outcome: RetrainOutcome, min_improvement: float) -> None:
+    """Promote when the challenger beats the champion by at least `min_improvement` in the metric's own
+    direction (higher IC is better; lower rmse is better); keep it otherwise, or when its score is undefined."""
     challenger, champion = outcome.challenger_score, outcome.champion_score
     metric = outcome.metric
     if outcome.champion_version is None:
@@ -146,12 +146,17 @@ def _decide(outcome: RetrainOutcome, min_improvement: float) -> None:
         outcome.decision, outcome.reason = "kept", f"the challenger's {metric} is undefined"
     elif champion is None:
         outcome.decision, outcome.reason = "promoted", f"the champion's {metric} is undefined on the holdout"
-    elif challenger - champion >= min_improvement:
+    elif improvement(metric, challenger, champion) >= min_improvement:
         outcome.decision = "promoted"
         outcome.reason = f"{metric} {challenger:.4f} beats {champion:.4f} by at least {min_improvement}"
     else:
         outcome.decision = "kept"
         outcome.reason = f"{metric} {challenger:.4f} does not beat {champion:.4f} by {min_improvement}"
+
+
+def improvement(metric: str, challenger: float, champion: float) -> float:
+    """How much better the challenger is, positive when better, in the metric's direction."""
+    return challenger - champion if higher_is_better(metric) else champion - challenger
 
 
 def _decision_tags(outcome: RetrainOutcome) -> dict[str, str]:

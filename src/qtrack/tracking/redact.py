@@ -12,10 +12,16 @@ from typing import Any
 from qtrack.tracking.store import mask_uri
 
 MASK = "***"
-# A config key whose last part is one of these words holds a secret (seed_key names a parameter).
-_SECRET_KEY = re.compile(r"(^|[_\-.])(password|passwd|pwd|token|secret|key|credentials?)$", re.IGNORECASE)
+# A config key whose last part is, or ends in, one of these words holds a secret (seed_key names a
+# parameter, not a secret). `api_key`, `api-key`, `apikey`, `private_key`, `db.passphrase`, `auth`, ...
+_SECRET_WORDS = (r"password|passwd|pwd|pass|passphrase|token|secret|secrets|key|apikey|credentials?|auth|"
+                 r"authorization|private_?key|access_?key|session_?key|signature|cookie")
+_SECRET_KEY = re.compile(rf"(^|[_\-.])({_SECRET_WORDS})$", re.IGNORECASE)
 _NOT_SECRET = {"seed_key"}
-_SECRET_ENV = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|CREDENTIAL", re.IGNORECASE)
+# Environment variables whose values are masked wherever they appear: MLFLOW_TRACKING_PASSWORD, DB_PASS,
+# AWS_SECRET_ACCESS_KEY, VENDOR_APIKEY, GITHUB_TOKEN, ...
+_SECRET_ENV = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|(^|_)PASS(_|$)|TOKEN|SECRET|(^|_)(API_?)?KEY(_|$)|APIKEY|"
+                         r"CREDENTIAL|(^|_)AUTH(_|$)|PRIVATE", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 4  # shorter values would mask innocent text
 
 

@@ -12,6 +12,7 @@ from qtrack.errors import QtrackError, TrackingError
 from qtrack.runtime import quiet_third_party
 
 REMOTE_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
+DATABASE_SCHEMES = ("postgresql", "mysql")
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]*)@")
 
 
@@ -30,6 +31,9 @@ def check_tracking_uri(uri: str) -> None:
     scheme = urlsplit(uri).scheme.split("+")[0].lower()
     if scheme == "sqlite":
         ensure_sqlite_store(uri)
+    elif scheme in DATABASE_SCHEMES:
+        check_database(uri)
+        check_remote_store(uri)
     elif scheme in REMOTE_SCHEMES:
         check_remote_store(uri)
     elif scheme in ("", "file"):
@@ -55,16 +59,40 @@ def ensure_sqlite_store(uri: str) -> None:
     path = sqlite_path(uri)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        paths.check_writable(path.parent, "the tracking store's folder")
         with FileLock(str(path) + ".lock", timeout=120):
             if path.exists() and path.stat().st_size > 0:
+                _check_sqlite_file(path)
                 return
-            _touch_store(uri)
+            _probe(uri)
     except OSError as exc:
         raise QtrackError(f"tracking URI {uri} can't be used: {exc.strerror or exc}") from None
 
 
-def _touch_store(uri: str) -> None:
-    _probe(uri)
+def _check_sqlite_file(path: Path) -> None:
+    """A store file that SQLite cannot read is a TrackingError (exit 3) now, not a SQL error after the features."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as connection:
+            connection.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise TrackingError(f"tracking store {path} is not a usable SQLite database ({exc}): move it away "
+                            "or point MLFLOW_TRACKING_URI elsewhere") from None
+
+
+def check_database(uri: str, timeout: int = 5) -> None:
+    """One connection with a short timeout: MLflow retries a dead database with back-off for about 100 s."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool,
+                                          connect_args={"connect_timeout": timeout})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the masked URI
+        raise TrackingError(f"tracking database {mask_uri(uri)} {_describe(exc)}") from None
 
 
 def check_remote_store(uri: str) -> None:
@@ -82,6 +110,7 @@ def _describe(exc: BaseException) -> str:
                 "or MLFLOW_TRACKING_TOKEN)")
     lowered = text.lower()
     for needle, reason in (("connection refused", "connection refused"), ("timed out", "timed out"),
+                           ("timeout expired", "timed out"),
                            ("name or service not known", "unknown host"), ("max retries exceeded", "no answer")):
         if needle in lowered:
             return f"cannot be reached ({reason})"

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import SAMPLE, needs_sample, run_cli, tracking_uri
+from helpers import SAMPLE, needs_sample, run_cli, tracking_uri
 
-pytestmark = needs_sample
+# Real trainings on the S&P sample; `make test-fast` leaves them out.
+pytestmark = [pytest.mark.slow, needs_sample]
 
 RETRAIN = ["retrain", "dataset.name=sp500", "retrain.train_days=500", "retrain.valid_days=120",
            "retrain.holdout_days=120", "model.num_boost_round=50"]
@@ -189,10 +190,10 @@ def test_the_ci_script_imports_and_retrains(tmp_path):
     import subprocess
     import sys
 
-    from conftest import cli_env
+    from helpers import cli_env
 
     prices = cut_sample(tmp_path / "prices", "2015-12-31")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "ci_retrain.sh"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "ci_retrain.sh"
     env = cli_env({"QTRACK_DATA_ROOT": str(tmp_path / "data"), "QTRACK_SUMMARY": str(tmp_path / "summary.json"),
                    "QTRACK": str(Path(sys.executable).parent / "qtrack"), "QTRACK_DATASET": "sp500"})
     done = subprocess.run(["bash", str(script), str(prices), *RETRAIN[2:], "retrain.model_name=from-ci"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

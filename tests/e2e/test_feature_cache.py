@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, needs_sample, run_cli, tracking_uri
+from helpers import TINY, needs_sample, run_cli, tracking_uri
+
+pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
 
 FAST = [*TINY, "model.num_boost_round=30"]
 SAME = ("IC", "Rank IC", "rmse", "1day.excess_return_with_cost.annualized_return")

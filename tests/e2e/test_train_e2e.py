@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST_MODEL, TINY, run_cli, tracking_uri
+from helpers import FAST_MODEL, TINY, run_cli, tracking_uri
 from qtrack.data import qlib_format
+
+pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
 
 BACKTEST = "1day.excess_return_with_cost."
 EXPECTED_METRICS = {

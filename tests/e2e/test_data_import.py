@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SAMPLE, needs_sample, run_cli
+from helpers import SAMPLE, needs_sample, run_cli
 from qtrack.data import qlib_format
 
 
@@ -131,6 +131,7 @@ def test_folder_with_only_bad_files_exits_2(workspace):
     assert "duplicate dates collapsed" in report["warnings"]["OK"][0]
 
 
+@pytest.mark.slow
 def test_interrupted_import_leaves_the_previous_version(workspace):
     big = pd.DataFrame({
         "date": np.tile(pd.bdate_range("2000-01-03", periods=2500).strftime("%Y-%m-%d"), 600),

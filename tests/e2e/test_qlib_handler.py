@@ -10,7 +10,7 @@ import yaml
 
 from qtrack.data import qlib_format, synthetic
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "features"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "features"
 SPEC = synthetic.SyntheticSpec(symbols=12, days=160, seed=4)
 
 

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, run_cli, tracking_uri
+from helpers import TINY, run_cli, tracking_uri
 from qtrack.stages.benchmark import ModelBenchmark
+
+pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
 
 FAST = [*TINY, 'model_overrides.lightgbm=["model.num_boost_round=30"]']
 

@@ -14,7 +14,9 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, cli_command, cli_env, needs_postgres, run_cli, tracking_uri
+from helpers import TINY, cli_command, cli_env, needs_postgres, run_cli, tracking_uri
+
+pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
 
 FAST = [*TINY, "model.num_boost_round=30"]
 ADMIN = ("admin", "admin-password-1234")

@@ -1,0 +1,80 @@
+"""What the tests share besides fixtures: the tiny market's overrides, the real CLI in a subprocess,
+the S&P sample's location and skips that say why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# A tiny market with a strong planted signal: a few dozen symbols and a few hundred days.
+TINY = [
+    "dataset.synthetic.symbols=30",
+    "dataset.synthetic.days=300",
+    "dataset.synthetic.signal=0.3",
+    "backtest.topk=10",
+    "backtest.n_drop=2",
+]
+FAST_MODEL = {
+    "lightgbm": ["model.num_boost_round=100"],
+    "catboost": ["model.num_boost_round=80"],
+    "xgboost": ["model.num_boost_round=60"],
+    "linear": [],
+}
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+
+def cli_command(args: list[str], program: str = "qtrack") -> list[str]:
+    """The real console script (`qtrack` or `run_optimization`) of this environment."""
+    return [str(Path(sys.executable).parent / program), *args]
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    merged = {**os.environ, **(env or {})}
+    if "MLFLOW_TRACKING_URI" not in (env or {}):
+        merged.pop("MLFLOW_TRACKING_URI", None)  # tests use the default store in their own folder
+    return merged
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600, program: str = "qtrack"
+) -> CliResult:
+    """The real console script in a subprocess, as a user runs it."""
+    done = subprocess.run(
+        cli_command(args, program), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "sp500_sample"
+needs_sample = pytest.mark.skipif(
+    not SAMPLE.is_dir(), reason=f"the S&P 500 sample is not at {SAMPLE} (it sits beside the repository in CI)"
+)
+
+
+def tracking_uri(folder: Path) -> str:
+    return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+
+
+def needs_postgres(url: str):
+    """Skip, saying why, when the PostgreSQL the machine should run at 127.0.0.1:5432 does not answer."""
+    try:
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=2).close()
+        reachable = True
+    except Exception:  # noqa: BLE001 - any failure to connect means: skip
+        reachable = False
+    return pytest.mark.skipif(not reachable, reason=f"PostgreSQL is not reachable at {url}")
