@@ -66,11 +66,14 @@ def atomic_file(target: Path) -> Iterator[Path]:
 
 
 def check_writable(folder: Path, what: str) -> None:
-    """A QtrackError (exit 2) naming `folder` when nothing can be written there. A probe file, not the mode
-    bits: root ignores those, and read-only mounts do not show in them."""
+    """A QtrackError (exit 2) naming `folder` when nothing can be written there, or in the nearest folder
+    above it that exists (nothing is created). A probe file, not the mode bits: root ignores those, and
+    read-only mounts do not show in them."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".qtrack-probe-"):
+        if existing is None or not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".qtrack-probe-"):
             pass
     except OSError as exc:
         raise QtrackError(f"{what} {folder} is not writable ({exc.strerror or exc})") from None

@@ -131,6 +131,11 @@ class _Interrupts:
 
     depth = 0
     pending: type[BaseException] | None = None
+    received: int | None = None  # the last signal delivered (Typer turns the interrupt into exit code 130)
+
+
+def received_signal() -> int | None:
+    return _Interrupts.received
 
 
 @contextlib.contextmanager
@@ -162,6 +167,7 @@ def install_signal_handlers() -> None:
 
     def interrupt(signum: int, frame: Any) -> None:
         kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        _Interrupts.received = signum
         if signum == signal.SIGTERM:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if _Interrupts.depth > 0:

@@ -12,8 +12,9 @@ import sys
 import typer
 
 from qtrack import __version__
-from qtrack.errors import QtrackError, Terminated
+from qtrack.errors import QtrackError
 
+INTERRUPTED, TERMINATED = 130, 143
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -59,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
     install_signal_handlers()
     try:
-        # Without standalone mode Click returns (not raises) the code of a typer.Exit.
+        # Without standalone mode Click returns (not raises) the code of a typer.Exit; Typer itself turns
+        # KeyboardInterrupt (so Terminated too) into code 130.
         code = app(args=argv, prog_name="qtrack", standalone_mode=False)
+        if code == INTERRUPTED:
+            return _interrupted()
     except QtrackError as exc:
         _fail(str(exc))
         return exc.exit_code
@@ -71,17 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except Abort:
         _fail("aborted")
-        return 130
-    except Terminated:
-        _fail("terminated (SIGTERM): open runs were ended KILLED")
-        return 143
-    except KeyboardInterrupt:
-        _fail("interrupted")
-        return 130
+        return INTERRUPTED
+    except KeyboardInterrupt:  # Terminated included
+        return _interrupted()
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, details in the log
         _fail(f"{type(exc).__name__}: {exc} (the run folder's run.log has the traceback)")
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _interrupted() -> int:
+    """Ctrl-C exits 130 and SIGTERM 143 (128 + the signal), as a shell reports them."""
+    import signal
+
+    from qtrack.runtime import received_signal
+
+    if received_signal() == signal.SIGTERM:
+        _fail("terminated (SIGTERM): the runs it had open were ended KILLED")
+        return TERMINATED
+    _fail("interrupted: the runs it had open were ended KILLED")
+    return INTERRUPTED
 
 
 def _fail(message: str) -> None:

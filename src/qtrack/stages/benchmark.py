@@ -74,7 +74,7 @@ class ModelBenchmark:
 
 
 def run_benchmark(overrides: list[str], quiet: bool = False) -> tuple[BenchmarkResults, Path]:
-    with stage("benchmark", overrides) as ctx:
+    with stage("benchmark", overrides, check=benchmark_settings) as ctx:
         models, seeds, metric, per_model = benchmark_settings(ctx.cfg)
         jobs = [Job(model=m, seed=s) for m in models for s in seeds]
         child_cfgs = _derive_children(ctx.cfg, jobs, per_model)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,12 @@ class StageContext:
 
 
 @contextmanager
-def stage(name: str, overrides: list[str]) -> Iterator[StageContext]:
+def stage(name: str, overrides: list[str], check: Callable[[Any], Any] | None = None) -> Iterator[StageContext]:
+    """Compose and validate the stage's config (`check` validates the stage's own settings), make sure
+    every folder it writes to can be written, check the tracking store, then open the run folder and log."""
     composed = config.compose(name, overrides)
+    if check is not None:
+        check(composed.cfg)
     run_dir = outputs.make_run_dir(composed.run_dir)
     paths.check_writable(paths.data_root(), "the data root")
     if _tracks(composed.cfg):

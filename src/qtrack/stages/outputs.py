@@ -20,6 +20,7 @@ def make_run_dir(run_dir: str | None, now: datetime | None = None) -> Path:
         path = Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")[:12]
     path = path.resolve()
     check_writable(path, "the run folder")
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

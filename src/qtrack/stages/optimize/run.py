@@ -21,10 +21,9 @@ from qtrack.tracking.runs import run_context, run_tags
 
 
 def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
-    with stage("optimize", overrides) as ctx:
+    with stage("optimize", overrides, check=_check) as ctx:
         cfg = ctx.cfg
-        settings = settings_from(cfg)
-        specs = search_space.parse(config.to_container(cfg.search_space), config.to_container(cfg.model))
+        settings, specs = _check(cfg)
         data = prepare(cfg, Steps(quiet=quiet))  # the optimize config holds the train config trials start from
         backend = study.open_storage(settings.storage)
         identity = study.StudyIdentity(model=cfg.model.name, metric=settings.objective, direction=settings.direction,
@@ -48,6 +47,11 @@ def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
             _check_failures(outcomes)
     report.print_result(result, settings)
     return result
+
+
+def _check(cfg: Any) -> tuple[Settings, list]:
+    """The sweep's settings and search space, checked before any work."""
+    return settings_from(cfg), search_space.parse(config.to_container(cfg.search_space), config.to_container(cfg.model))
 
 
 def _announce(settings: Settings, main_study: Any) -> None:
