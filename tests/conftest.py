@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import helpers` from tests/unit and tests/e2e
 
-from helpers import SAMPLE, run_cli  # noqa: E402
+from helpers import SAMPLE, run_cli, shared_root  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,8 +31,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data root reused across end-to-end tests so each tiny market is generated once."""
-    return tmp_path_factory.mktemp("data")
+    """A data root reused across end-to-end tests (and workers) so each tiny market and its features
+    are built once. Tests that check what is built use their own root."""
+    return shared_root(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ files that appear whole or not at all."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ from pathlib import Path
 from qtrack.errors import QtrackError
 
 DATA_ROOT_ENV = "QTRACK_DATA_ROOT"
+# A dataset or market name: a file name under the data root, never a path.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 CONFIG_DIR_ENV = "QTRACK_CONFIG_DIR"
 
 

@@ -49,10 +49,11 @@ def test_unusable_sqlite_location_fails_in_one_line(workspace):
          "valid must end before test starts"),
     ],
 )
-def test_bad_segments_fail_in_one_line(workspace, segments, fragment):
+def test_bad_segments_fail_in_one_line(workspace, shared_data_root, segments, fragment):
     names = ("train", "valid", "test")
     overrides = [f"dataset.segments.{name}={span}" for name, span in zip(names, segments, strict=True)]
-    assert_one_line_error(run_cli(["train", *TINY, *overrides], cwd=workspace), fragment)
+    result = run_cli(["train", *TINY, *overrides], cwd=workspace, env={"QTRACK_DATA_ROOT": str(shared_data_root)})
+    assert_one_line_error(result, fragment)
 
 
 def test_cfg_prints_the_resolved_config(workspace):

@@ -22,10 +22,23 @@ ENDLESS = ["model.num_boost_round=1000000", "model.early_stopping_rounds=1000000
 QUICK = ["model.num_boost_round=20", "mlflow.log_model=false", "mlflow.plots=false"]
 
 
-def start(args: list[str], folder: Path, program: str = "qtrack") -> subprocess.Popen:
-    env = cli_env({"QTRACK_DATA_ROOT": str(folder / "data")})
-    return subprocess.Popen(cli_command(args, program), cwd=folder, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def start():
+    """Start the real CLI in the background; whatever a test leaves running is killed when it ends."""
+    started: list[subprocess.Popen] = []
+
+    def launch(args: list[str], folder: Path, data: Path | None = None, program: str = "qtrack") -> subprocess.Popen:
+        env = cli_env({"QTRACK_DATA_ROOT": str(data or folder / "data")})
+        process = subprocess.Popen(cli_command(args, program), cwd=folder, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        return process
+
+    yield launch
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
 
 
 def statuses(folder: Path) -> list[str]:
@@ -76,8 +89,8 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_sigterm_ends_a_train_run_killed_within_seconds(folder, figure):
-    process = start(["train", *TINY, *ENDLESS], folder)
+def test_sigterm_ends_a_train_run_killed_within_seconds(folder, figure, start, shared_data_root):
+    process = start(["train", *TINY, *ENDLESS], folder, shared_data_root)
     wait_until(lambda: "RUNNING" in statuses(folder), what="the train run to start")
     time.sleep(1.0)  # boosting
     seconds, stderr = stop(process, signal.SIGTERM)
@@ -93,8 +106,8 @@ def test_sigterm_ends_a_train_run_killed_within_seconds(folder, figure):
 
 
 @pytest.mark.slow
-def test_sigterm_ends_a_sweep_its_trial_and_its_runs(folder, figure):
-    process = start(["optimize", "--trials", "5", *TINY, *ENDLESS], folder)
+def test_sigterm_ends_a_sweep_its_trial_and_its_runs(folder, figure, start, shared_data_root):
+    process = start(["optimize", "--trials", "5", *TINY, *ENDLESS], folder, shared_data_root)
     wait_until(lambda: statuses(folder).count("RUNNING") == 2, what="the parent and the first trial's run")
     time.sleep(1.0)
     seconds, stderr = stop(process, signal.SIGTERM)
@@ -120,15 +133,15 @@ def study_of(folder: Path) -> optuna.Study:
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_with_sigkill_is_failed_and_not_counted_on_resume(folder, figure):
-    process = start(["optimize", "--trials", "5", *TINY, *ENDLESS], folder)
+def test_a_sweep_killed_with_sigkill_is_failed_and_not_counted_on_resume(folder, figure, start, shared_data_root):
+    process = start(["optimize", "--trials", "5", *TINY, *ENDLESS], folder, shared_data_root)
     wait_until(lambda: statuses(folder).count("RUNNING") == 2, what="the first trial's run")
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     assert [t.state.name for t in study_of(folder).get_trials()] == ["RUNNING"]
 
     resumed = run_cli(["optimize", "--trials", "3", "--max-trials", "2", *TINY, *QUICK], cwd=folder,
-                      env={"QTRACK_DATA_ROOT": str(folder / "data")})
+                      env={"QTRACK_DATA_ROOT": str(shared_data_root)})
     assert resumed.code == 0, resumed.stderr[-3000:]
     assert "left RUNNING by a process that is gone" in resumed.stderr
     states = [t.state.name for t in study_of(folder).get_trials()]
@@ -235,11 +248,12 @@ def test_benchmark_settings_are_checked_before_any_training(workspace, figure):
 
 
 @pytest.mark.slow
-def test_secrets_given_as_overrides_appear_nowhere(workspace, figure):
+def test_secrets_given_as_overrides_appear_nowhere(workspace, figure, shared_data_root):
     secrets = {"+vendor.api_key": "K1-sekrit-aa", "+vendor.apikey": "K2-sekrit-bb", "+db.passphrase": "K3-sekrit-cc"}
     env_secret = "K4-envsekrit-dd"
     args = ["--trials", "2", *TINY, *QUICK, *(f"{k}={v}" for k, v in secrets.items()), f"run_name=x{env_secret}"]
-    result = run_cli(args, cwd=workspace, env={"DB_PASS": env_secret}, program="run_optimization")
+    env = {"DB_PASS": env_secret, "QTRACK_DATA_ROOT": str(shared_data_root)}
+    result = run_cli(args, cwd=workspace, env=env, program="run_optimization")
     assert result.code == 0, result.stderr[-3000:]
     assert "+vendor.api_key=***" in result.stdout and "supply them again" in result.stderr
     values = [*secrets.values(), env_secret]
@@ -251,7 +265,7 @@ def test_secrets_given_as_overrides_appear_nowhere(workspace, figure):
 
 
 @pytest.mark.slow
-def test_an_import_during_a_train_leaves_the_train_its_version(folder, figure):
+def test_an_import_during_a_train_leaves_the_train_its_version(folder, figure, start):
     env = {"QTRACK_DATA_ROOT": str(folder / "data")}
     assert run_cli(["data", "synth", "--name", "prices", "--symbols", "20", "--days", "300", "--seed", "1"],
                    cwd=folder, env=env).code == 0

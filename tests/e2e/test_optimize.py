@@ -15,7 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, cli_command, cli_env, needs_postgres, run_cli, tracking_uri
+from helpers import TINY, cli_command, cli_env, needs_postgres, run_cli, shared_root, tracking_uri
 
 FAST = [*TINY, "model.num_boost_round=40"]
 LIGHT = [*FAST, "mlflow.log_model=false", "mlflow.plots=false"]
@@ -45,8 +45,17 @@ def children(client: MlflowClient, parent) -> list:
     return client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
 
 
+DATA_ROOT: dict[str, Path] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shared_data(tmp_path_factory: pytest.TempPathFactory) -> None:
+    DATA_ROOT["path"] = shared_root(tmp_path_factory)
+
+
 def env_for(folder: Path) -> dict[str, str]:
-    return {"QTRACK_DATA_ROOT": str(folder / "data")}
+    """The sweeps share the session's tiny market and its feature cache; their stores stay in `folder`."""
+    return {"QTRACK_DATA_ROOT": str(DATA_ROOT["path"])}
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,12 @@ def needs_postgres(url: str):
     except Exception:  # noqa: BLE001 - any failure to connect means: skip
         reachable = False
     return pytest.mark.skipif(not reachable, reason=f"PostgreSQL is not reachable at {url}")
+
+
+def shared_root(factory: pytest.TempPathFactory) -> Path:
+    """One data root for the whole session, shared by every xdist worker: each tiny market is generated,
+    and its features built, once (qtrack's own file locks make that safe across processes)."""
+    base = factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-data"
+    root.mkdir(exist_ok=True)
+    return root

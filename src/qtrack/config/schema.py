@@ -16,11 +16,10 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from qtrack.data.synthetic import SyntheticSpec
+from qtrack.paths import SAFE_NAME
+from qtrack.tracking.names import RESERVED_ALIAS
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 NAME_HINT = "a name, not a path (letters, digits, '.', '_' and '-')"
-# Aliases the MLflow registry keeps for itself: `latest` and version aliases such as v1, v2.
-RESERVED_ALIAS = re.compile(r"latest|v\d+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

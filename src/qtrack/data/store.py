@@ -11,7 +11,7 @@ from qtrack import paths
 from qtrack.data import importer
 from qtrack.data import qlib_format
 from qtrack.data import synthetic
-from qtrack.config.schema import SAFE_NAME
+from qtrack.paths import SAFE_NAME
 from qtrack.errors import QtrackError
 
 REPORT_FILE = "import_report.json"

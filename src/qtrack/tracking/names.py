@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Tags on every run.
 VERSION = "qtrack.version"
 STAGE = "qtrack.stage"
@@ -18,6 +20,9 @@ MODEL_URI = "qtrack.model_uri"
 CONSTANT_PREDICTIONS = "qtrack.constant_predictions"
 TRUNCATED_PARAMS = "qtrack.truncated_params"
 PARENT_RUN = "mlflow.parentRunId"
+
+# Aliases the MLflow registry keeps for itself: `latest` and version aliases such as v1, v2.
+RESERVED_ALIAS = re.compile(r"latest|v\d+", re.IGNORECASE)
 
 # Stage names (the value of qtrack.stage).
 TRAIN, OPTIMIZE, OPTIMIZE_TRIAL, BENCHMARK, RETRAIN = "train", "optimize", "optimize-trial", "benchmark", "retrain"

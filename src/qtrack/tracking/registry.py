@@ -51,8 +51,8 @@ def register(client: Any, run_id: str, name: str, alias: str | None = None, extr
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from qtrack.config.schema import RESERVED_ALIAS
     from qtrack.runtime import captured_output, critical
+    from qtrack.tracking.names import RESERVED_ALIAS
 
     if alias is not None and RESERVED_ALIAS.fullmatch(alias):
         raise QtrackError(f"alias '{alias}' is reserved by the MLflow registry (latest, v1, v2, ...): choose another")
