@@ -295,3 +295,9 @@ def test_a_killed_imports_staging_folder_is_cleaned_at_the_next_import(workspace
     (store / "prices.deadbeef0000.writing").write_text("999999")  # a writer that is gone
     assert run_cli(["data", "synth", "--name", "prices", "--symbols", "5", "--days", "60"], cwd=workspace).code == 0
     assert not (store / "prices.deadbeef0000").exists() and not (store / "prices.deadbeef0000.writing").exists()
+
+
+@pytest.mark.parametrize("alias", ["latest", "v1", "V12"])
+def test_reserved_registry_aliases_are_refused_before_a_version_exists(workspace, alias):
+    result = run_cli(["register", "0123456789abcdef", "--name", "m", "--alias", alias], cwd=workspace)
+    assert result.code == 2 and "reserved by the MLflow registry" in result.stderr, result.stderr

@@ -100,10 +100,12 @@ def run_folder_text(workdir: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for p in (workdir / "outputs").rglob("*") if p.is_file())
 
 
-def test_train_through_an_authenticated_server_logs_everything_and_no_secret(server, tmp_path, monkeypatch):
+def test_train_through_an_authenticated_server_logs_everything_and_no_secret(
+    server, tmp_path, monkeypatch, shared_data_root
+):
     url, server_folder = server
     result = run_cli(["train", *FAST, "run_name=remote", f"+vendor.token={VENDOR_TOKEN}"], cwd=tmp_path,
-                     env={**credentials(url), "QTRACK_DATA_ROOT": str(tmp_path / "data")})
+                     env={**credentials(url), "QTRACK_DATA_ROOT": str(shared_data_root)})
     assert result.code == 0, result.stderr[-3000:]
     client, run = server_run(url, monkeypatch, "remote")
     assert run.info.status == "FINISHED"
@@ -120,11 +122,11 @@ def test_train_through_an_authenticated_server_logs_everything_and_no_secret(ser
         assert secret not in run_folder_text(tmp_path)
 
 
-def test_credentials_inside_the_uri_are_masked_everywhere(server, tmp_path, monkeypatch):
+def test_credentials_inside_the_uri_are_masked_everywhere(server, tmp_path, monkeypatch, shared_data_root):
     url, _ = server
     with_secret = url.replace("http://", f"http://{USER}:{PASSWORD}@")
     result = run_cli(["train", *FAST, "run_name=uri-creds"], cwd=tmp_path,
-                     env={"MLFLOW_TRACKING_URI": with_secret, "QTRACK_DATA_ROOT": str(tmp_path / "data")})
+                     env={"MLFLOW_TRACKING_URI": with_secret, "QTRACK_DATA_ROOT": str(shared_data_root)})
     assert result.code == 0, result.stderr[-3000:]
     client, run = server_run(url, monkeypatch, "uri-creds")
     assert run.data.params["mlflow.tracking_uri"] == url.replace("http://", f"http://{USER}:***@")
@@ -132,10 +134,10 @@ def test_credentials_inside_the_uri_are_masked_everywhere(server, tmp_path, monk
     assert PASSWORD not in result.stdout + result.stderr + run_folder_text(tmp_path)
 
 
-def test_optimize_and_benchmark_nest_their_runs_on_the_server(server, tmp_path, monkeypatch):
+def test_optimize_and_benchmark_nest_their_runs_on_the_server(server, tmp_path, monkeypatch, shared_data_root):
     url, _ = server
     light = [*FAST, "mlflow.log_model=false", "mlflow.plots=false"]
-    env = {**credentials(url), "QTRACK_DATA_ROOT": str(tmp_path / "data")}
+    env = {**credentials(url), "QTRACK_DATA_ROOT": str(shared_data_root)}
     swept = run_cli(["optimize", "--trials", "2", "--study-name", "remote-sweep", *light], cwd=tmp_path, env=env)
     assert swept.code == 0, swept.stderr[-3000:]
     compared = run_cli(["benchmark", "models=[lightgbm]", "seeds=1", *light], cwd=tmp_path, env=env)
@@ -175,8 +177,8 @@ def test_nothing_listening_exits_3_within_seconds(tmp_path):
     assert "cannot be reached" in line and f"{USER}:***@" in line and PASSWORD not in line
 
 
-def test_four_parallel_writers_on_one_sqlite_store_all_land(tmp_path):
-    env = cli_env({"QTRACK_DATA_ROOT": str(tmp_path / "data")})
+def test_four_parallel_writers_on_one_sqlite_store_all_land(tmp_path, shared_data_root):
+    env = cli_env({"QTRACK_DATA_ROOT": str(shared_data_root)})
     writers = [subprocess.Popen(cli_command(["train", "-q", *FAST, f"seed={seed}", f"run_name=writer-{seed}"]),
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for seed in range(4)]
@@ -252,7 +254,7 @@ POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @needs_postgres(POSTGRES_ADMIN)
-def test_a_postgresql_database_works_directly_as_the_tracking_uri(tmp_path):
+def test_a_postgresql_database_works_directly_as_the_tracking_uri(tmp_path, shared_data_root):
     import uuid
 
     import psycopg
@@ -262,7 +264,8 @@ def test_a_postgresql_database_works_directly_as_the_tracking_uri(tmp_path):
         connection.execute(f"CREATE DATABASE {database}")
     uri = f"postgresql://postgres@127.0.0.1:5432/{database}"
     try:
-        result = run_cli(["train", *FAST, "run_name=on-postgres"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+        result = run_cli(["train", *FAST, "run_name=on-postgres"], cwd=tmp_path,
+                         env={"MLFLOW_TRACKING_URI": uri, "QTRACK_DATA_ROOT": str(shared_data_root)})
         assert result.code == 0, result.stderr[-3000:]
         client = MlflowClient(uri)
         (run,) = client.search_runs([client.get_experiment_by_name("synthetic_alpha158").experiment_id])

@@ -202,3 +202,18 @@ def test_gc_never_plans_to_delete_a_running_run_or_one_behind_a_registered_versi
     assert [run.run_id for run in plan.delete] == [old]
     assert [run.run_id for run in plan.kept_registered] == [registered]
     assert running not in {run.run_id for run in plan.delete + plan.kept_registered}
+
+
+# -- degenerate models -------------------------------------------------------------------------------------------
+def test_a_model_that_predicts_a_constant_is_named_and_kept_out_of_the_mean():
+    from qtrack.evaluation.ranking import BenchmarkResults, Job, ranking, ranking_markdown
+
+    results = BenchmarkResults(metric="Rank IC", jobs=[
+        Job("lightgbm", 0, "FINISHED", metrics={"IC": 0.1, "Rank IC": 0.2}),
+        Job("lightgbm", 1, "FINISHED", metrics={"IC": 0.0}, constant=True),  # NaN Rank IC is not logged
+        Job("linear", 0, "FINISHED", metrics={"IC": 0.05, "Rank IC": 0.1}),
+    ])
+    table = ranking(results)
+    assert table.loc["lightgbm", "Rank IC mean"] == pytest.approx(0.2) and table.loc["lightgbm", "constant"] == 1
+    assert list(table.index) == ["lightgbm", "linear"]
+    assert "lightgbm: 1 run(s) predicted a constant" in ranking_markdown(table, "Rank IC")
