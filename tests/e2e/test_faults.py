@@ -148,20 +148,29 @@ def test_a_sweep_killed_with_sigkill_is_failed_and_not_counted_on_resume(folder,
     figure("optimize after SIGKILL + resume: COMPLETE/FAIL/RUNNING trials",
            f"{states.count('COMPLETE')}/{states.count('FAIL')}/{states.count('RUNNING')}", "2/1/0")
     assert (states.count("COMPLETE"), states.count("FAIL"), states.count("RUNNING")) == (2, 1, 0)
-    left = [r for r in runs_in(folder) if r.info.status == "RUNNING"]
-    stale_parent = [r for r in runs_in(folder) if r.data.tags.get("qtrack.pid") == str(process.pid)]
-    # the dead trial's run ended KILLED on resume; its dead parent is what `gc --stale` is for
-    assert {r.info.status for r in stale_parent if r.data.tags.get("qtrack.stage") != "optimize"} == {"KILLED"}
-    assert len(left) == 1 and left[0].data.tags["qtrack.stage"] == "optimize"
+    runs = runs_in(folder)
+    figure("optimize after SIGKILL + resume: runs left RUNNING", sum(r.info.status == "RUNNING" for r in runs), "0")
+    dead = [r for r in runs if r.data.tags.get("qtrack.pid") == str(process.pid)]
+    assert len(dead) == 2 and {r.info.status for r in dead} == {"KILLED"}, "the dead sweep's parent and trial"
+    assert "RUNNING" not in {r.info.status for r in runs}
 
+
+@pytest.mark.slow
+def test_gc_stale_ends_the_run_of_a_train_killed_with_sigkill(folder, figure, start, shared_data_root):
+    process = start(["train", *TINY, *ENDLESS], folder, shared_data_root)
+    wait_until(lambda: "RUNNING" in statuses(folder), what="the train run to start")
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    (left,) = runs_in(folder, "RUNNING")
     listed = run_cli(["gc", "--stale", "--dry-run"], cwd=folder)
-    assert listed.code == 0 and left[0].info.run_id in listed.stdout and f"pid {process.pid} is gone" in listed.stdout
+    assert listed.code == 0 and left.info.run_id in listed.stdout and f"pid {process.pid} is gone" in listed.stdout
+    assert runs_in(folder, "RUNNING"), "a dry run changes nothing"
     assert run_cli(["gc", "--stale", "-y"], cwd=folder).code == 0
-    remaining = sum(r.info.status == "RUNNING" for r in runs_in(folder))
-    figure("runs left RUNNING after gc --stale", remaining, "0")
+    remaining = len(runs_in(folder, "RUNNING"))
+    figure("runs left RUNNING after SIGKILL and gc --stale", remaining, "0")
     assert remaining == 0
-    assert MlflowClient(tracking_uri(folder)).get_run(left[0].info.run_id).data.tags["qtrack.ended_by"].startswith(
-        "qtrack gc --stale")
+    ended = MlflowClient(tracking_uri(folder)).get_run(left.info.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags["qtrack.ended_by"].startswith("qtrack gc --stale")
 
 
 def test_gc_stale_leaves_live_and_finished_runs_alone(workspace):

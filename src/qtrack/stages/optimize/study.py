@@ -211,22 +211,26 @@ def process_is_gone(attrs: dict) -> bool:
 
 def fail_dead_trials(storage: StudyStorage, backend: Any, study: Any, client: Any | None) -> list[str]:
     """RUNNING trials whose process is provably gone (killed with SIGKILL, or its machine rebooted) are
-    closed as FAIL and marked interrupted, so they use no budget; their MLflow runs end KILLED. Optuna 5's
-    JournalStorage has no heartbeat, so this check covers the default storage; RDB storages get it too."""
+    closed as FAIL and marked interrupted, so they use no budget; their MLflow runs, and the parent run of
+    the sweep that died with them, end KILLED. Optuna 5's JournalStorage has no heartbeat, so this check
+    covers the default storage; RDB storages get it too."""
     import optuna
 
-    notices = []
+    notices, dead_parents = [], set()
     with lock(storage, study.study_name):
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if not process_is_gone(trial.user_attrs):
                 continue
             _mark_interrupted(backend, study, trial.number)
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            run_id = trial.user_attrs.get("mlflow_run_id")
-            if run_id and client is not None:
-                end_dead_run(client, run_id)
+            dead_parents.add(trial.user_attrs.get("mlflow_parent_run_id"))
+            if client is not None and trial.user_attrs.get("mlflow_run_id"):
+                end_dead_run(client, trial.user_attrs["mlflow_run_id"])
             notices.append(f"trial {trial.number} was left RUNNING by a process that is gone (pid "
                            f"{trial.user_attrs.get(PID_ATTR)}): closed as failed, not counted")
+    for parent in dead_parents - {None}:
+        if client is not None:
+            end_dead_run(client, parent)
     return notices
 
 
