@@ -153,3 +153,60 @@ def test_a_custom_label_reaches_the_handler(workspace):
     segs, _ = segmentation.resolve(CALENDAR, dict(cfg.dataset.segments), dict(cfg.dataset.split), 2)
     handler = dataset_config(cfg, segs)["kwargs"]["handler"]["kwargs"]
     assert handler["label"] == (["Ref($close, -3) / Ref($close, -1) - 1"], ["LABEL0"])
+
+
+def test_secrets_inside_other_secrets_are_masked_longest_first(monkeypatch):
+    monkeypatch.setenv("SHORT_TOKEN", "zzzz")
+    monkeypatch.setenv("LONG_PASSWORD", "azzzzb")  # holds the short one, and sorts before it
+    assert redact.text("value azzzzb") == "value ***"
+
+
+def test_mlflow_logging_stays_on_by_default(workspace):
+    from qtrack.stages.optimize.settings import settings_from
+
+    assert settings_from(config.compose("optimize", []).cfg).mlflow is True
+
+
+def test_the_automatic_split_follows_the_shares_whatever_they_add_up_to():
+    segs = segmentation.auto_split(CALENDAR, {"train": 1.2, "valid": 0.4, "test": 0.4}, 2)
+    position = {day: i for i, day in enumerate(CALENDAR)}
+    usable = len(CALENDAR) - 3 * 2
+    assert position[segs.train[1]] + 1 == int(usable * 0.6)
+    assert position[segs.valid[1]] - position[segs.valid[0]] + 1 == int(usable * 0.2)
+    with pytest.raises(Exception, match="dataset.split: every share must be positive"):
+        segmentation.auto_split(CALENDAR, {"train": 0.6, "valid": 0.0, "test": 0.4}, 2)
+
+
+@pytest.mark.parametrize(("days", "ok"), [(31, True), (30, False)])
+def test_the_shortest_calendar_that_splits_gives_five_days_a_segment(days, ok):
+    calendar = CALENDAR[:days]  # 31 days, horizon 2: 25 usable days, 5 of them in the smallest segment
+    split = {"train": 0.6, "valid": 0.2, "test": 0.2}
+    if ok:
+        segs = segmentation.auto_split(calendar, split, 2)
+        assert min(len(calendar[(calendar >= a) & (calendar <= b)]) for a, b in (segs.valid, segs.test)) == 5
+    else:
+        with pytest.raises(Exception, match="too short to split"):
+            segmentation.auto_split(calendar, split, 2)
+
+
+def test_given_segments_are_checked_and_a_test_end_on_the_last_labelled_day_stays():
+    with pytest.raises(Exception, match=r"dataset.segments.train: expected \[start, end\], got \['2020-01-01'\]"):
+        segmentation.resolve(CALENDAR, {"train": ["2020-01-01"], "valid": ["2020-07-06", "2020-09-30"],
+                                        "test": ["2020-10-06", "2020-12-31"]}, {}, 2)
+    last_labelled = CALENDAR[-3]
+    given = {"train": ["2020-01-01", "2020-06-30"], "valid": ["2020-07-06", "2020-09-30"],
+             "test": ["2020-10-06", str(last_labelled.date())]}
+    segs, notices = segmentation.resolve(CALENDAR, given, {}, 2)
+    assert segs.test[1] == last_labelled and not notices
+
+
+def test_a_segment_that_starts_too_early_for_the_label_gap_is_refused():
+    """Found by mutation testing: the gap rule used to clamp at the calendar's first day, so a train
+    segment of one day right before valid kept a label that read valid's prices."""
+    given = {"train": ["2020-01-01", "2020-01-01"], "valid": ["2020-01-02", "2020-06-30"],
+             "test": ["2020-07-06", "2020-12-31"]}
+    with pytest.raises(Exception, match="valid starts too early"):
+        segmentation.resolve(CALENDAR, given, {}, 2)
+    given["valid"][0] = "2020-01-06"  # three trading days later: the 2-day gap fits, train keeps its day
+    segs, notices = segmentation.resolve(CALENDAR, given, {}, 2)
+    assert segs.train == (CALENDAR[0], CALENDAR[0]) and not [n for n in notices if n.startswith("train")]

@@ -106,6 +106,11 @@ def _enforce_gaps(bounds: dict, calendar: pd.DatetimeIndex, horizon: int) -> tup
             )
     for earlier, later in zip(NAMES, NAMES[1:], strict=False):
         latest_end = _shift(calendar, bounds[later][0], -(horizon + 1))
+        if latest_end is None or latest_end < bounds[earlier][0]:
+            raise QtrackError(
+                f"dataset.segments: {later} starts too early: {earlier} needs at least one day that ends "
+                f"{horizon} trading days before {later} starts, so that its labels stay inside it"
+            )
         if bounds[earlier][1] > latest_end:
             bounds[earlier] = (bounds[earlier][0], latest_end)
             notices.append(
@@ -126,6 +131,7 @@ def _enforce_gaps(bounds: dict, calendar: pd.DatetimeIndex, horizon: int) -> tup
     return Segments(*(bounds[name] for name in NAMES)), notices
 
 
-def _shift(calendar: pd.DatetimeIndex, day: pd.Timestamp, offset: int) -> pd.Timestamp:
+def _shift(calendar: pd.DatetimeIndex, day: pd.Timestamp, offset: int) -> pd.Timestamp | None:
+    """The trading day `offset` days from `day`, or None before the calendar's start."""
     position = int(calendar.searchsorted(day)) + offset
-    return calendar[max(position, 0)]
+    return calendar[position] if position >= 0 else None
