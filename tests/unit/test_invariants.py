@@ -217,3 +217,45 @@ def test_a_model_that_predicts_a_constant_is_named_and_kept_out_of_the_mean():
     assert table.loc["lightgbm", "Rank IC mean"] == pytest.approx(0.2) and table.loc["lightgbm", "constant"] == 1
     assert list(table.index) == ["lightgbm", "linear"]
     assert "lightgbm: 1 run(s) predicted a constant" in ranking_markdown(table, "Rank IC")
+
+
+def test_gc_plans_per_experiment_by_end_time_and_keeps_the_source_run_of_a_registered_logged_model(
+    tmp_path, monkeypatch
+):
+    from datetime import timedelta
+
+    from mlflow.tracking import MlflowClient
+
+    from qtrack.tracking import hygiene
+    from qtrack.tracking.store import ensure_sqlite_store
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the registry looks the logged model up at the global URI
+    ensure_sqlite_store(uri)
+    client = MlflowClient(uri)
+    now = time.time()
+    ago = {days: int((now - days * 86_400) * 1000) for days in (90, 40, 10)}
+    first, second = client.create_experiment("first"), client.create_experiment("second")
+
+    def ended(experiment: str, started: int, finished: int | None, status: str = "FINISHED") -> str:
+        run_id = client.create_run(experiment, start_time=started).info.run_id
+        client.set_terminated(run_id, status, end_time=finished)
+        return run_id
+
+    old_failed = ended(first, ago[90], ago[40], "FAILED")
+    recent_end = ended(first, ago[90], ago[10])  # started long ago, ended recently: stays
+    behind_model = ended(first, ago[90], ago[40])
+    other_experiment = ended(second, ago[90], ago[40], "KILLED")
+    logged = client.create_logged_model(first, source_run_id=behind_model)
+    client.create_registered_model("m")
+    client.create_model_version("m", logged.artifact_location, model_id=logged.model_id)
+
+    everywhere = hygiene.plan(uri, timedelta(days=30), None)
+    assert sorted(r.run_id for r in everywhere.delete) == sorted([old_failed, other_experiment])
+    assert [r.run_id for r in everywhere.kept_registered] == [behind_model]
+    assert recent_end not in {r.run_id for r in everywhere.delete}
+    only_first = hygiene.plan(uri, timedelta(days=30), "first")
+    assert [(r.run_id, r.experiment, r.status) for r in only_first.delete] == [(old_failed, "first", "FAILED")]
+    assert only_first.delete[0].ended == pytest.approx(ago[40] / 1000)
+    with pytest.raises(Exception, match="experiment 'nope' not found"):
+        hygiene.plan(uri, timedelta(days=30), "nope")
