@@ -1,0 +1,66 @@
+"""Data preparation, once per process: data on disk, Qlib initialised, segments resolved, the dataset
+built (or loaded from the feature cache) and the benchmark's returns computed. Every stage calls it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qtrack.console import Steps
+from qtrack.data import qlib_format
+from qtrack.data.dataset import (
+    DataSource,
+    dataset_config,
+    ensure_data,
+    kernels,
+    load_or_build_dataset,
+    pipeline_bytes,
+    resolve_segments,
+)
+from qtrack.data.segments import Segments
+from qtrack.runtime import init_qlib
+
+
+@dataclass
+class PreparedData:
+    """A dataset built once and shared by every run of a stage."""
+
+    source: DataSource
+    segments: Segments
+    dataset: Any  # qlib.data.dataset.DatasetH
+    benchmark: Any  # the benchmark's daily returns over the test segment (benchmark_returns)
+    cache_status: str = "off"  # feature cache: hit, miss or off
+    cache: Any = None  # the FeatureCache, whose counters prove the dataset was built once
+    binned: Any = None  # the BinnedCache of LightGBM's constructed sets (None when the cache is off)
+    pipeline: bytes = b""  # the dataset without data, with fitted processors (dataset.pipeline_bytes)
+    data_end: str = ""  # the data's last day: a retrain is due once the data goes beyond it
+
+
+def prepare(cfg: Any, steps: Steps) -> PreparedData:
+    """Data on disk, Qlib initialised, segments resolved and the dataset built: once per process."""
+    with steps.step("data", f"preparing dataset '{cfg.dataset.name}'"):
+        source = ensure_data(cfg.dataset)
+        segs, notices = resolve_segments(cfg, source)
+        init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, kernels(cfg))
+        codes = cfg.dataset.benchmark
+        if codes is None:
+            codes = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
+        benchmark = benchmark_returns(codes, segs)
+    for notice in notices:
+        steps.note(notice)
+    with steps.step("features", f"{cfg.features.name} features"):
+        dataset, cache_status, cache, binned = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
+    return PreparedData(
+        source=source, segments=segs, dataset=dataset, benchmark=benchmark, cache_status=cache_status, cache=cache,
+        binned=binned, pipeline=pipeline_bytes(dataset),
+        data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"),
+    )
+
+
+def benchmark_returns(codes: Any, segs: Segments) -> Any:
+    """The benchmark's (one code, or the equal-weighted codes) daily returns over the test segment, by
+    Qlib's own function. Given codes, a backtest computes them twice (1.9 s each for 500 symbols)."""
+    from qlib.backtest.report import PortfolioMetrics
+
+    start, end = segs.as_dict()["test"]
+    return PortfolioMetrics._cal_benchmark({"benchmark": codes, "start_time": start, "end_time": end}, "day")
