@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import paths
-from qtrack.data import qlib_format
-from qtrack.data import segments
-from qtrack.data import synthetic, versions
+from qtrack.data import qlib_format, segments, synthetic, versions
 from qtrack.errors import QtrackError
 
 SYNTHETIC_PREFIX = "synthetic"
@@ -109,8 +107,8 @@ def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning
     """The built dataset, the cache status ('hit', 'miss' or 'off'), the cache (for its counters) and the
     cache of LightGBM's binned sets beside its entry (None when the cache is off)."""
     from qtrack.data.binned_cache import BinnedCache
-    from qtrack.data.store import cache_dir
     from qtrack.data.feature_cache import FeatureCache, cache_key
+    from qtrack.data.store import cache_dir
 
     cache = FeatureCache(cache_dir(source.name), enabled=bool(cfg.dataset.cache))
     key = cache_key(source.fingerprint, config)

@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from qtrack import paths
-from qtrack.data import importer
-from qtrack.data import qlib_format
-from qtrack.data import synthetic
-from qtrack.paths import SAFE_NAME
+from qtrack.data import importer, qlib_format, synthetic
 from qtrack.errors import QtrackError
+from qtrack.paths import SAFE_NAME
 
 REPORT_FILE = "import_report.json"
 CACHE_DIR = ".cache"
