@@ -29,8 +29,8 @@ def stage(name: str, overrides: list[str], check: Callable[[Any], Any] | None = 
     composed = config.compose(name, overrides)
     if check is not None:
         check(composed.cfg)
-    run_dir = outputs.make_run_dir(composed.run_dir)
     paths.check_writable(paths.data_root(), "the data root")
+    run_dir = outputs.make_run_dir(composed.run_dir)
     if _tracks(composed.cfg):
         check_tracking_uri(composed.cfg.mlflow.tracking_uri)
     (run_dir / "config.yaml").write_text(config.to_yaml(composed.cfg))
