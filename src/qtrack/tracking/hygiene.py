@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 from qtrack.errors import QtrackError
 from qtrack.tracking import names
-from qtrack.tracking.runs import client_for
+from qtrack.tracking.runs import client_for, end_killed, gone_from_this_host
 from qtrack.tracking.store import check_tracking_uri, mask_uri
 
 FINISHED_STATES = ("FINISHED", "FAILED", "KILLED")
@@ -86,17 +87,9 @@ def stale_runs(tracking_uri: str, silent_for: timedelta, experiment: str | None)
 
 
 def _why_gone(run: Any, last_seen: float, cutoff: float) -> str:
-    import platform
-
-    import psutil
-
-    host, pid = run.data.tags.get(names.HOST), run.data.tags.get(names.PID)
-    if host == platform.node() and pid and pid.isdigit():
-        try:
-            started = psutil.Process(int(pid)).create_time()
-        except psutil.NoSuchProcess:
-            return f"pid {pid} is gone"
-        return "" if started <= run.info.start_time / 1000 + 1 else f"pid {pid} now belongs to a newer process"
+    host = run.data.tags.get(names.HOST)
+    if host == platform.node():
+        return gone_from_this_host(host, run.data.tags.get(names.PID), run.info.start_time / 1000)
     if last_seen < cutoff:
         return f"host {host or 'unknown'}: no sign of life since {datetime.fromtimestamp(last_seen):%Y-%m-%d %H:%M}"
     return ""
@@ -112,8 +105,7 @@ def _last_sign_of_life(run: Any) -> float:
 def end_stale(tracking_uri: str, runs: list[OldRun]) -> None:
     client = client_for(tracking_uri)
     for run in runs:
-        client.set_tag(run.run_id, names.ENDED_BY, f"qtrack gc --stale: {run.why}")
-        client.set_terminated(run.run_id, "KILLED")
+        end_killed(client, run.run_id, f"qtrack gc --stale: {run.why}")
 
 
 def _experiments(client: Any, name: str | None) -> list:

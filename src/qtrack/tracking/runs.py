@@ -134,3 +134,32 @@ def run_tags(fingerprint: str, extra: dict[str, str] | None = None) -> dict[str,
         tags[names.GIT_COMMIT] = commit
         tags["mlflow.source.git.commit"] = commit
     return {key: redact.text(str(value)) for key, value in {**tags, **(extra or {})}.items()}
+
+
+def gone_from_this_host(host: str | None, pid: Any, started_by: float) -> str:
+    """Why the process that ran something is provably gone, or '' when it may live (or ran elsewhere): it
+    ran on this host and no process has its pid, or the pid belongs to a process started after
+    `started_by` (epoch seconds), so it was reused."""
+    import psutil
+
+    if host != platform.node() or not str(pid or "").isdigit():
+        return ""
+    try:
+        created = psutil.Process(int(pid)).create_time()
+    except psutil.NoSuchProcess:
+        return f"pid {pid} is gone"
+    except psutil.AccessDenied:
+        return ""
+    return f"pid {pid} now belongs to a newer process" if created > started_by + 1 else ""
+
+
+def end_killed(client: Any, run_id: str, why: str) -> None:
+    """End a run left RUNNING by a process that is gone: KILLED, with the reason as a tag."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, names.ENDED_BY, why)
+            client.set_terminated(run_id, "KILLED")
+    except MlflowException:
+        pass

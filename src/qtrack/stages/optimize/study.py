@@ -21,6 +21,7 @@ from typing import Any
 
 from qtrack.errors import QtrackError
 from qtrack.paths import tracking_folder
+from qtrack.tracking.runs import end_killed, gone_from_this_host
 from qtrack.tracking.store import mask_uri
 
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
@@ -199,14 +200,7 @@ def process_identity() -> dict[str, Any]:
 
 def process_is_gone(attrs: dict) -> bool:
     """Provably gone: it ran on this host and no process with its pid and start time exists now."""
-    import psutil
-
-    if attrs.get(HOST_ATTR) != platform.node() or attrs.get(PID_ATTR) is None:
-        return False
-    try:
-        return abs(psutil.Process(int(attrs[PID_ATTR])).create_time() - float(attrs.get(STARTED_ATTR, 0))) > 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return True
+    return bool(gone_from_this_host(attrs.get(HOST_ATTR), attrs.get(PID_ATTR), float(attrs.get(STARTED_ATTR, 0))))
 
 
 def fail_dead_trials(storage: StudyStorage, backend: Any, study: Any, client: Any | None) -> list[str]:
@@ -225,24 +219,13 @@ def fail_dead_trials(storage: StudyStorage, backend: Any, study: Any, client: An
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             dead_parents.add(trial.user_attrs.get("mlflow_parent_run_id"))
             if client is not None and trial.user_attrs.get("mlflow_run_id"):
-                end_dead_run(client, trial.user_attrs["mlflow_run_id"])
+                end_killed(client, trial.user_attrs["mlflow_run_id"], "process gone")
             notices.append(f"trial {trial.number} was left RUNNING by a process that is gone (pid "
                            f"{trial.user_attrs.get(PID_ATTR)}): closed as failed, not counted")
     for parent in dead_parents - {None}:
         if client is not None:
-            end_dead_run(client, parent)
+            end_killed(client, parent, "process gone")
     return notices
-
-
-def end_dead_run(client: Any, run_id: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(run_id, "qtrack.ended_by", "process gone")
-            client.set_terminated(run_id, "KILLED")
-    except MlflowException:
-        pass
 
 
 def _mark_interrupted(backend: Any, study: Any, number: int) -> None:
