@@ -21,6 +21,10 @@ from qtrack.errors import QtrackError
         ("train", "backtest.account=0", "backtest.account must be above 0"),
         ("train", "backtest.deal_price=mid", "backtest.deal_price must be one of close"),
         ("train", "backtest.limit_threshold=1.5", "backtest.limit_threshold must be below 1"),
+        ("train", "backtest.engine=numpy", "backtest.engine must be fast or qlib"),
+        ("train", "features.engine=polars", "features.engine must be fast or qlib"),
+        ("train", "features.label='EMA($close,5)/$close-1'",
+         "features.label: the fast engine does not compute operator EMA; use features.engine=qlib"),
         ("train", "model.learning_rate=-1", "model.learning_rate must be above 0, got -1"),
         ("train", "model.num_boost_round=0", "model.num_boost_round must be at least 1"),
         ("train", "model.subsample=1.5", "model.subsample must be at most 1"),
@@ -65,7 +69,8 @@ def test_out_of_range_values_are_refused_when_composing(workspace, stage, overri
     "overrides",
     [["backtest.topk=1", "backtest.n_drop=1"], ["backtest.n_drop=0"], ["backtest.limit_threshold=0.095"],
      ["model.max_depth=-1"], ["model=xgboost", "model.max_depth=0"], ["seed=0"], ["retrain.alias=challenger"],
-     ["dataset.name=my-data.v2_1"]],
+     ["dataset.name=my-data.v2_1"], ["features.engine=qlib", "features.label='EMA($close,5)/$close-1'"],
+     ["features.label='Ref($close,-3)/Ref($close,-1)-1'"]],
 )
 def test_values_on_the_edges_are_accepted(workspace, overrides):
     stage = "retrain" if any(o.startswith("retrain.") for o in overrides) else "train"

@@ -136,7 +136,8 @@ def test_the_dataset_and_backtest_configs_qlib_receives(workspace):
                 "instruments": "sp50", "start_time": spans["train"][0], "end_time": spans["test"][1],
                 "fit_start_time": spans["train"][0], "fit_end_time": spans["train"][1], "infer_processors": [],
                 "learn_processors": [{"class": "DropnaLabel"},
-                                     {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}]}},
+                                     {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}],
+                "engine": "fast"}},
             "segments": {name: list(span) for name, span in spans.items()}}}
     assert backtest_config(cfg, SimpleNamespace(segments=segs, benchmark="B")) == {
         "executor": {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",

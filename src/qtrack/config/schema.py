@@ -94,6 +94,8 @@ class FeaturesSchema:
     name: str = MISSING
     handler: str = MISSING
     module_path: str = MISSING
+    # fast: qtrack's compiled engine (qtrack.features), bit-identical to Qlib's; qlib: Qlib's own.
+    engine: str = ranged(choices=("fast", "qlib"))
     label: Optional[str] = None
     label_horizon: int = ranged(ge=1)
     infer_processors: list[Any] = field(default_factory=list)
@@ -102,6 +104,8 @@ class FeaturesSchema:
 
 @dataclass
 class BacktestSchema:
+    # fast: qtrack's loop over Qlib's own account objects (qtrack.evaluation.fast_backtest); qlib: Qlib's.
+    engine: str = ranged(choices=("fast", "qlib"))
     strategy: str = ranged(choices=("TopkDropoutStrategy",))
     topk: int = ranged(ge=1)
     n_drop: int = ranged(ge=0)  # at most topk: checked in check()
@@ -225,6 +229,18 @@ def _check_joined(cfg: Mapping) -> Optional[str]:
             problem = rule.problem(dataset.synthetic.get(key))
             if problem:
                 return f"dataset.synthetic.{key} {problem}"
+    return _check_fast_label(cfg.get("features"))
+
+
+def _check_fast_label(features: Optional[Mapping]) -> Optional[str]:
+    if features is None or features.get("engine") != "fast" or not features.get("label"):
+        return None
+    from qtrack.features.expressions import UnsupportedExpression, parse
+
+    try:
+        parse(features.label)
+    except UnsupportedExpression as exc:
+        return f"features.label: the fast engine does not compute {exc}; use features.engine=qlib"
     return None
 
 

@@ -80,6 +80,7 @@ def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
         "fit_end_time": spans["train"][1],
         "infer_processors": features["infer_processors"],
         "learn_processors": features["learn_processors"],
+        "engine": features["engine"],
     }
     if features.get("label"):
         handler_kwargs["label"] = ([features["label"]], ["LABEL0"])

@@ -33,10 +33,14 @@ def segment_metrics(data: Any, model: Any, segment: str) -> dict[str, float]:
 def run_records(cfg: Any, data: Any, model: Any, recorder: Any) -> None:
     from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord, SignalRecord
 
+    from qtrack.evaluation import portfolio_record, qlib_fixes
+
+    qlib_fixes.apply()
+    record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
     with QLIB_DATA_LOCK:
         SignalRecord(model=model, dataset=data.dataset, recorder=recorder).generate()
         SigAnaRecord(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()
-        PortAnaRecord(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
+        record(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
 
 
 def backtest_config(cfg: Any, data: Any) -> dict:
