@@ -15,14 +15,11 @@ Only what qtrack configures is supported (`supports()` says when Qlib's own path
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from qtrack.features import panel as panels
+from qtrack.evaluation.quotes import SELL, Costs, Quote, load_quote
 
-BUY, SELL = 1, 0  # qlib.backtest.decision.OrderDir
 STRATEGY = "TopkDropoutStrategy"
 EXECUTOR = "SimulatorExecutor"
 # TopkDropoutStrategy's defaults (qlib.contrib.strategy.signal_strategy), which qtrack does not change.
@@ -45,105 +42,6 @@ def supports(executor: dict, strategy: dict, exchange_kwargs: dict) -> bool:
         and exchange_kwargs.get("freq", "day") == "day"
         and isinstance(exchange_kwargs.get("deal_price", "close"), str)
     )
-
-
-@dataclass
-class Quote:
-    """Daily quotes of every listed stock: arrays [day, stock], NaN where Qlib's quote has no row."""
-
-    days: pd.DatetimeIndex
-    column: dict[str, int]
-    close: np.ndarray
-    deal: np.ndarray
-    factor: np.ndarray
-    limit_buy: np.ndarray
-    limit_sell: np.ndarray
-    adjusted_prices: bool  # Qlib's `trade_w_adj_price`: a factor is missing, so no trade-unit rounding
-
-    def tradable(self, d: int, stock: str, direction: int | None = None) -> bool:
-        """Exchange.is_stock_tradable: listed, not suspended, not at the limit (either side when None)."""
-        s = self.column.get(stock)
-        if s is None or np.isnan(self.close[d, s]):
-            return False
-        if direction is None:
-            return not (self.limit_buy[d, s] or self.limit_sell[d, s])
-        return not (self.limit_buy[d, s] if direction == BUY else self.limit_sell[d, s])
-
-    def suspended(self, d: int, stock: str) -> bool:
-        s = self.column.get(stock)
-        return s is None or np.isnan(self.close[d, s])
-
-
-def load_quote(start_time, end_time, deal_price: str, limit_threshold) -> tuple[Quote, list[pd.Timestamp]]:
-    """The quote over the backtest's trading days, as Qlib's Exchange would load it."""
-    from qlib.config import C
-    from qlib.data import D
-
-    calendar = D.calendar(freq="day", future=True)
-    first = int(calendar.searchsorted(pd.Timestamp(start_time)))
-    last = int(calendar.searchsorted(pd.Timestamp(end_time), side="right")) - 1
-    spans = D.list_instruments(D.instruments("all"), freq="day", as_list=False)
-    names = sorted(spans)
-    field = deal_price.lstrip("$")
-    fields = {"close", "factor", "change", field}
-    root = panels.Path(C.dpm.get_data_uri("day"))
-    data = panels.load(root, names, fields, first, last)
-    listed = panels.spans_mask(data, spans, calendar)
-
-    def column(name: str) -> np.ndarray:
-        values = np.where(listed, data.fields[name], np.nan)
-        return values.T.astype(np.float64)  # [day, stock]; float32 widened exactly, as Qlib's quote does
-
-    close = column("close")
-    deal = column(field)
-    factor = column("factor")
-    change = column("change")
-    suspended = np.isnan(close)
-    if limit_threshold is None:
-        limit_threshold = C.limit_threshold
-    if limit_threshold is None:
-        limit_buy = limit_sell = suspended
-    else:
-        with np.errstate(invalid="ignore"):
-            limit_buy = (change >= limit_threshold) | suspended
-            limit_sell = (change <= -limit_threshold) | suspended
-    adjusted = bool((np.isnan(factor) & ~np.isnan(close)).any())
-    quote = Quote(
-        days=pd.DatetimeIndex(calendar[first : last + 1]),
-        column={name: i for i, name in enumerate(names)},
-        close=close,
-        deal=deal,
-        factor=factor,
-        limit_buy=limit_buy,
-        limit_sell=limit_sell,
-        adjusted_prices=adjusted,
-    )
-    return quote, list(calendar)
-
-
-@dataclass
-class Costs:
-    open_cost: float
-    close_cost: float
-    min_cost: float
-    trade_unit: float | None
-
-    def round_amount(self, amount, factor, adjusted: bool):
-        """Exchange.round_amount_by_trade_unit."""
-        if not adjusted and self.trade_unit is not None:
-            return (amount * factor + 0.1) // self.trade_unit * self.trade_unit / factor
-        return amount
-
-    def buy_amount_by_cash(self, price, cash, cost_ratio):
-        """Exchange._get_buy_amount_by_cash_limit."""
-        amount = 0.0
-        if cash >= self.min_cost:
-            critical_price = self.min_cost / cost_ratio + self.min_cost
-            if cash >= critical_price:
-                amount = cash / (1 + cost_ratio) / price
-            else:
-                amount = (cash - self.min_cost) / price
-        return amount
 
 
 class Simulation:
@@ -333,7 +231,7 @@ class Simulation:
         if self.bench_daily is None:
             unique = self.bench.index.is_unique and isinstance(self.bench.index, pd.DatetimeIndex)
             daily = ((self.bench + 1) - 1).to_numpy()  # numpy scalars keep the series' dtype
-            self.bench_daily = dict(zip(self.bench.index, daily)) if unique else {}
+            self.bench_daily = dict(zip(self.bench.index, daily, strict=True)) if unique else {}
         if when[0] in self.bench_daily:
             return self.bench_daily[when[0]]
         window = self.bench.loc[when[0] : when[1]]
@@ -395,7 +293,7 @@ def _daily_scores(pred) -> dict:
     bounds = np.flatnonzero(np.r_[True, days[1:] != days[:-1], True])
     return {
         days[a]: pd.Series(values[a:b], index=pd.Index(instruments[a:b], name="instrument"), name=grouped.name)
-        for a, b in zip(bounds[:-1], bounds[1:])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     }
 
 

@@ -12,39 +12,72 @@ pandas' rolling mean start there, so starting anywhere else would change the las
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import Any
+
 import numpy as np
 
-from qtrack.features import kernels
+from qtrack.features import kernels, window_kernels
 from qtrack.features.expressions import ELEMENTWISE, PAIRWISE, Node, UnsupportedExpression
 from qtrack.features.panel import Panel
 
+# Sub-expression results kept for reuse, in float64 panels: enough for what the expressions that start on
+# one day share (they are computed together), little enough to keep the step's memory low.
+MEMO_PANELS = 24
 # Qlib masks Rsquare and Corr where a window's standard deviation is within this of zero (ops.py).
 FLAT_STD = 2e-05
 
 
+class Memo:
+    """Sub-expression results by (expression, start day), least recently used first out past a byte budget.
+    Alpha158 repeats sub-expressions across its features (SUMP, SUMN and SUMD share both their sums)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.items: OrderedDict[tuple[str, int], Any] = OrderedDict()
+
+    def get(self, key: tuple[str, int]):
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, int], value) -> None:
+        self.items[key] = value
+        self.used += getattr(value, "nbytes", 0)
+        while self.used > self.budget and len(self.items) > 1:
+            _, old = self.items.popitem(last=False)
+            self.used -= getattr(old, "nbytes", 0)
+
+
 class Evaluator:
-    def __init__(self, panel: Panel) -> None:
+    def __init__(self, panel: Panel, memo_panels: int = MEMO_PANELS) -> None:
         self.panel = panel
-        self.memo: dict[tuple[str, int], np.ndarray] = {}
+        self.memo = Memo(memo_panels * len(panel.instruments) * panel.days * 8)
+
+    def origin(self, node: Node, start: int) -> int:
+        """The panel day Qlib starts loading a whole expression from: `start` less its look-back."""
+        back, _ = node.window()
+        return max(0, start + self.panel.offset - back) - self.panel.offset
 
     def top(self, node: Node, start: int) -> np.ndarray:
         """Float32 [stock, day] values of a whole expression whose first output day is panel day `start`."""
-        back, _ = node.window()
-        origin = max(0, start + self.panel.offset - back) - self.panel.offset
-        self.memo.clear()
+        origin = self.origin(node, start)
         with np.errstate(all="ignore"):
             values = self.eval(node, origin)
-        self.memo.clear()
         return np.asarray(values, dtype=np.float32)
 
     def first(self, origin: int) -> np.ndarray:
         return np.maximum(self.panel.first, origin)
 
     def eval(self, node: Node, origin: int):
-        key = (node.key(), origin)
-        if key not in self.memo:
-            self.memo[key] = self._compute(node, origin)
-        return self.memo[key]
+        key = (node.key(), origin if node.window()[0] else 0)  # a node that reads no history starts anywhere
+        value = self.memo.get(key)
+        if value is None:
+            value = self._compute(node, origin)
+            self.memo.put(key, value)
+        return value
 
     def _compute(self, node: Node, origin: int):
         op, args = node.op, node.args
@@ -62,23 +95,35 @@ class Evaluator:
         if op == "Corr":
             return self._corr(node, origin)
         raw = self._float64(args[0], origin)
-        return self._rolling(op, raw, self.first(origin), node.length, args)
+        return self._rolling(op, raw, self.first(origin), node.length, args, self._prepped(args[0], origin, raw))
 
     def _float64(self, node: Node, origin: int) -> np.ndarray:
-        values = self.eval(node, origin)
-        if np.isscalar(values):
-            raise UnsupportedExpression(f"a rolling window over a constant ({node.key()})")
-        return np.ascontiguousarray(values, dtype=np.float64)
+        key = ("float64:" + node.key(), origin if node.window()[0] else 0)
+        value = self.memo.get(key)
+        if value is None:
+            values = self.eval(node, origin)
+            if np.isscalar(values):
+                raise UnsupportedExpression(f"a rolling window over a constant ({node.key()})")
+            value = np.ascontiguousarray(values, dtype=np.float64)
+            self.memo.put(key, value)
+        return value
 
-    def _rolling(self, op: str, raw: np.ndarray, first: np.ndarray, n: int, args: tuple) -> np.ndarray:
+    def _prepped(self, node: Node, origin: int, raw: np.ndarray) -> np.ndarray:
+        key = ("prepped:" + node.key(), origin if node.window()[0] else 0)
+        value = self.memo.get(key)
+        if value is None:
+            value = _prepped(raw)
+            self.memo.put(key, value)
+        return value
+
+    def _rolling(self, op: str, raw: np.ndarray, first: np.ndarray, n: int, args: tuple, x: np.ndarray) -> np.ndarray:
         if op in ("Slope", "Resi"):  # Qlib's Cython code takes the raw values, inf included
             kind = kernels.SLOPE if op == "Slope" else kernels.RESI
             return kernels.roll_regression(raw, first, n, kind)
         if op == "Rsquare":
             result = kernels.roll_regression(raw, first, n, kernels.RSQUARE)
-            result[_flat(_prepped(raw), first, n)] = np.nan
+            result[_flat(x, first, n)] = np.nan
             return result
-        x = _prepped(raw)
         if op == "Mean":
             return kernels.roll_mean(x, first, n)
         if op == "Sum":
@@ -88,13 +133,13 @@ class Evaluator:
         if op == "Std":
             return _std(x, first, n)
         if op in ("Max", "Min"):
-            return kernels.roll_extreme(x, first, n, op == "Max")
+            return window_kernels.roll_extreme(x, first, n, op == "Max")
         if op in ("IdxMax", "IdxMin"):
-            return kernels.roll_arg_extreme(x, first, n, op == "IdxMax")
+            return window_kernels.roll_arg_extreme(x, first, n, op == "IdxMax")
         if op == "Quantile":
-            return kernels.roll_quantile(x, first, n, float(args[2]))
+            return window_kernels.roll_quantile(x, first, n, float(args[2]))
         if op == "Rank":
-            return kernels.roll_rank_pct(x, first, n)
+            return window_kernels.roll_rank_pct(x, first, n)
         raise UnsupportedExpression(f"operator {op}")
 
     def _corr(self, node: Node, origin: int) -> np.ndarray:

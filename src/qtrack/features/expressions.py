@@ -168,9 +168,8 @@ def parse(expression: str) -> Node:
 
 
 def _check(node: Node) -> None:
-    if node.op in ROLLING or node.op in ("Quantile", "Corr"):
-        if node.length <= 0:
-            raise UnsupportedExpression(f"{node.op} with window {node.length} (expanding windows)")
+    if (node.op in ROLLING or node.op in ("Quantile", "Corr")) and node.length <= 0:
+        raise UnsupportedExpression(f"{node.op} with window {node.length} (expanding windows)")
     if node.op == "Ref" and node.args[1] == 0:
         raise UnsupportedExpression("Ref(x, 0)")
     for child in node.children:

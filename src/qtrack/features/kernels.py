@@ -10,8 +10,7 @@ rather than merely close:
 - mean, sum, var: pandas 2.x `roll_mean` / `roll_sum` / `roll_var` (Kahan-compensated online updates, a
   separate compensation for removals, and the count of consecutive equal values that makes a constant
   window exactly its value, or exactly zero variance);
-- max, min, quantile, rank: pandas over the window's non-NaN values (quantile linear, rank average, pct);
-- argmax/argmin: `np.argmax` over the raw window, where NaN counts as the largest value;
+- max, min, quantile, rank, argmax, argmin: in window_kernels.py;
 - slope, rsquare, resi: Qlib's Cython `rolling.pyx` online sums, started at the series' first day.
 """
 
@@ -67,10 +66,8 @@ def roll_mean(values, first, n):
                 result = total / nobs
                 if same >= nobs:
                     result = prev
-                elif neg == 0 and result < 0:
-                    result = 0.0
-                elif neg == nobs and result > 0:
-                    result = 0.0
+                elif (neg == 0 and result < 0) or (neg == nobs and result > 0):
+                    result = 0.0  # pandas: a window of one sign keeps its sign
                 out[s, t] = result
     return out
 
@@ -162,127 +159,6 @@ def roll_var(values, first, n):
                 ssqdm = ssqdm + (val - prev_mean) * (val - mean)
             if nobs > 1:
                 out[s, t] = 0.0 if same >= nobs else ssqdm / (nobs - 1.0)
-    return out
-
-
-@njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_extreme(values, first, n, largest):
-    """Max (or min) of the window's non-NaN values."""
-    stocks, days = values.shape
-    out = np.full((stocks, days), np.nan)
-    for s in prange(stocks):
-        for t in range(first[s], days):
-            best = np.nan
-            for j in range(max(first[s], t - n + 1), t + 1):
-                v = values[s, j]
-                if np.isnan(v):
-                    continue
-                if np.isnan(best) or (v > best if largest else v < best):
-                    best = v
-            out[s, t] = best
-    return out
-
-
-@njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_arg_extreme(values, first, n, largest):
-    """1-based position of `np.argmax` (or argmin) in the raw window; NaN wins, as in numpy."""
-    stocks, days = values.shape
-    out = np.full((stocks, days), np.nan)
-    for s in prange(stocks):
-        for t in range(first[s], days):
-            lo = max(first[s], t - n + 1)
-            nobs = 0
-            best = 0
-            found_nan = False
-            for j in range(lo, t + 1):
-                v = values[s, j]
-                if np.isnan(v):
-                    if not found_nan:
-                        found_nan = True
-                        best = j - lo
-                    continue
-                nobs += 1
-                if not found_nan:
-                    w = values[s, lo + best]
-                    if v > w if largest else v < w:
-                        best = j - lo
-            if nobs > 0:
-                out[s, t] = best + 1.0
-    return out
-
-
-@njit(cache=CACHE, error_model="numpy")
-def _insert(window, count, value):
-    pos = count
-    while pos > 0 and window[pos - 1] > value:
-        window[pos] = window[pos - 1]
-        pos -= 1
-    window[pos] = value
-
-
-@njit(cache=CACHE, error_model="numpy")
-def _remove(window, count, value):
-    pos = np.searchsorted(window[:count], value)
-    for j in range(pos, count - 1):
-        window[j] = window[j + 1]
-
-
-@njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_quantile(values, first, n, q):
-    """pandas' linear-interpolation quantile of the window's non-NaN values."""
-    stocks, days = values.shape
-    out = np.full((stocks, days), np.nan)
-    for s in prange(stocks):
-        window = np.empty(n)
-        count = 0
-        for t in range(first[s], days):
-            if t - n >= first[s]:
-                old = values[s, t - n]
-                if not np.isnan(old):
-                    _remove(window, count, old)
-                    count -= 1
-            val = values[s, t]
-            if not np.isnan(val):
-                _insert(window, count, val)
-                count += 1
-            if count == 0:
-                continue
-            if count == 1:
-                out[s, t] = window[0]
-                continue
-            position = q * (count - 1)
-            idx = int(position)
-            if position == idx:
-                out[s, t] = window[idx]
-            else:
-                low = window[idx]
-                out[s, t] = low + (window[idx + 1] - low) * (position - idx)
-    return out
-
-
-@njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_rank_pct(values, first, n):
-    """pandas' rolling rank(pct=True): average rank of the current value among the window's values."""
-    stocks, days = values.shape
-    out = np.full((stocks, days), np.nan)
-    for s in prange(stocks):
-        window = np.empty(n)
-        count = 0
-        for t in range(first[s], days):
-            if t - n >= first[s]:
-                old = values[s, t - n]
-                if not np.isnan(old):
-                    _remove(window, count, old)
-                    count -= 1
-            val = values[s, t]
-            if np.isnan(val):
-                continue
-            _insert(window, count, val)
-            count += 1
-            low = np.searchsorted(window[:count], val, side="left") + 1.0
-            high = np.searchsorted(window[:count], val, side="right") * 1.0
-            rank = ((high * (high + 1) / 2) - ((low - 1) * low / 2)) / (high - low + 1)
-            out[s, t] = rank / count
     return out
 
 

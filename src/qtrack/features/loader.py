@@ -37,7 +37,7 @@ class FastDataLoader(DLWParser):
         groups = self.fields if self.is_group else {None: self.fields}
         trees = {group: [parse(expr) for expr in exprs] for group, (exprs, _) in groups.items()}
         every = [tree for group_trees in trees.values() for tree in group_trees]
-        calendar = D.calendar(freq=self.freq, future=False)
+        calendar = pd.DatetimeIndex(D.calendar(freq=self.freq, future=False))
         start = int(calendar.searchsorted(pd.Timestamp(start_time) if start_time else calendar[0]))
         end = int(calendar.searchsorted(pd.Timestamp(end_time) if end_time else calendar[-1], side="right")) - 1
         back = max(tree.window()[0] for tree in every)
@@ -53,8 +53,12 @@ class FastDataLoader(DLWParser):
         columns = [(group, name) for group, (_, group_names) in groups.items() for name in group_names]
         values = np.empty((day_idx.size, len(columns)), dtype=np.float32, order="F")
         evaluator = Evaluator(panel)
-        for j, tree in enumerate(every):
-            values[:, j] = evaluator.top(tree, start - begin)[stock_idx, day_idx]
+        cells = stock_idx * panel.days + day_idx  # positions in a [stock, day] panel, raveled
+        # Expressions that start on the same day share sub-expressions (SUMP, SUMN and SUMD share both
+        # sums): computing them together lets a small memo catch every reuse.
+        order = sorted(range(len(every)), key=lambda j: (evaluator.origin(every[j], start - begin), j))
+        for j in order:
+            np.take(evaluator.top(every[j], start - begin).ravel(), cells, out=values[:, j])
         index = pd.MultiIndex.from_arrays(
             [calendar[begin + day_idx], pd.Index(names, dtype=object)[stock_idx]], names=["datetime", "instrument"]
         )
@@ -69,12 +73,11 @@ def _instrument_spans(instruments, freq: str) -> dict[str, list]:
 
     if instruments is None:
         instruments = "all"
+    if isinstance(instruments, (list, tuple)):
+        return {name: None for name in instruments}  # D.features applies no spans to a plain list
     if isinstance(instruments, str):
         instruments = D.instruments(instruments)
-    listed = D.list_instruments(instruments, freq=freq, as_list=False)
-    if isinstance(listed, dict):
-        return listed
-    return {name: None for name in listed}
+    return D.list_instruments(instruments, freq=freq, as_list=False)
 
 
 def _data_root(freq: str) -> Path:
