@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--model", default="lightgbm")
     parser.add_argument("--pruner", default="none", help="none (default) runs every trial fully, like the baselines")
+    parser.add_argument("--sweep-only", action="store_true", help="skip the process-per-trial baselines")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, after --")
     args = parser.parse_args()
     base = [f"model={args.model}", f"dataset.synthetic.symbols={args.symbols}",
@@ -78,6 +79,8 @@ def main() -> None:
         print(f"optimize, one process:      wall {wall:7.2f}s  peak RSS {peak_mib():7.1f} MiB  | per trial "
               f"median {statistics.median(seconds):5.2f}s  ({states.count('COMPLETE')} complete, "
               f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed)")
+        if args.sweep_only:
+            return
         trials = trial_overrides(workdir, "bench")
         for label, extra in (("no feature cache", ["dataset.cache=false"]), ("feature cache warm", [])):
             total = sum(qtrack(workdir, ["train", "-q", *overrides, *extra]) for overrides in trials)
