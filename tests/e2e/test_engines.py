@@ -1,6 +1,7 @@
 """Both engines through the real CLI: `features.engine` and `backtest.engine` set to `fast` (the default) or
 `qlib` give the same predictions and the same portfolio analysis, and the two feature engines keep
-separate feature-cache entries."""
+separate feature-cache entries. `qtrack backtest --pred FILE` on a train run's own predictions gives the
+train run's IC and backtest; bad files are refused in one line with exit 2 before anything is tracked."""
 
 from __future__ import annotations
 
@@ -23,22 +24,34 @@ ARTIFACTS = (
 )
 
 
-def _train(folder: Path, *overrides: str):
-    result = run_cli(["train", *TINY, "model.num_boost_round=30", *overrides], cwd=folder)
-    assert result.code == 0, result.stderr[-3000:]
+SAME = ("IC", "Rank IC", "1day.excess_return_with_cost.annualized_return", "1day.excess_return_without_cost.mean")
+
+
+def _runs(folder: Path) -> list:
     client = MlflowClient(tracking_uri(folder))
-    run = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                             order_by=["attributes.start_time DESC"])[0]
-    return client, run
+    return client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              order_by=["attributes.start_time DESC"])
 
 
 def _artifact(client: MlflowClient, run, name: str, folder: Path):
     return pd.read_pickle(client.download_artifacts(run.info.run_id, name, str(folder)))
 
 
-def test_fast_and_qlib_engines_give_the_same_run(workspace: Path) -> None:
-    client, fast = _train(workspace)
-    _, qlib = _train(workspace, "features.engine=qlib", "backtest.engine=qlib")
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny market trained with the fast engines, then with Qlib's, in one folder."""
+    folder = tmp_path_factory.mktemp("engines")
+    env = {"QTRACK_DATA_ROOT": str(folder / "data")}
+    runs = []
+    for overrides in ([], ["features.engine=qlib", "backtest.engine=qlib"]):
+        result = run_cli(["train", *TINY, "model.num_boost_round=30", *overrides], cwd=folder, env=env)
+        assert result.code == 0, result.stderr[-3000:]
+        runs.append(_runs(folder)[0])
+    return folder, env, MlflowClient(tracking_uri(folder)), *runs
+
+
+def test_fast_and_qlib_engines_give_the_same_run(two_runs) -> None:
+    workspace, _, client, fast, qlib = two_runs
     assert fast.data.params["features.engine"] == "fast" and qlib.data.params["features.engine"] == "qlib"
     assert fast.data.tags["qtrack.feature_cache"] == qlib.data.tags["qtrack.feature_cache"] == "miss"
     assert len(list((workspace / "data" / ".cache" / "synthetic").glob("*.features"))) == 2
@@ -53,3 +66,39 @@ def test_fast_and_qlib_engines_give_the_same_run(workspace: Path) -> None:
     metric = "1day.excess_return_with_cost.annualized_return"
     assert fast.data.metrics[metric] == qlib.data.metrics[metric]
     assert fast.data.metrics["IC"] == qlib.data.metrics["IC"]
+
+
+def test_a_train_runs_predictions_backtest_to_the_same_numbers(two_runs) -> None:
+    workspace, env, client, fast, _ = two_runs
+    pred = pd.read_pickle(client.download_artifacts(fast.info.run_id, "pred.pkl", str(workspace)))
+    csv = workspace / "pred.csv"
+    pred.reset_index().to_csv(csv, index=False)
+    result = run_cli(["backtest", "--pred", str(csv), *TINY], cwd=workspace, env=env)
+    assert result.code == 0, result.stderr[-3000:]
+    run = _runs(workspace)[0]
+    assert run.data.tags["qtrack.stage"] == "backtest" and run.info.status == "FINISHED"
+    assert run.data.params["segments.test"] == fast.data.params["segments.test"]
+    for metric in SAME:
+        assert run.data.metrics[metric] == pytest.approx(fast.data.metrics[metric], rel=1e-9), metric
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: pd.concat([p, p.iloc[:1]]), "duplicate rows"),
+    (lambda p: p.assign(instrument=p["instrument"].where(p.index > 0, "NOPE")), "not in the market: NOPE"),
+    (lambda p: p.assign(datetime=p["datetime"].where(p.index > 0, pd.Timestamp("1990-01-06"))),
+     "not trading days"),
+    (lambda p: p.drop(columns="score"), "needs the columns datetime, instrument, score"),
+])
+def test_bad_prediction_files_are_refused_in_one_line(two_runs, tmp_path: Path, change, message: str) -> None:
+    workspace, env, *_ = two_runs
+    days = pd.bdate_range("2018-03-01", periods=20)
+    rows = pd.MultiIndex.from_product([days, ["SYN000", "SYN001"]], names=["datetime", "instrument"])
+    frame = change(pd.DataFrame({"score": range(len(rows))}, index=rows).reset_index())
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    before = len(_runs(workspace))
+    result = run_cli(["backtest", "--pred", str(path), *TINY], cwd=workspace, env=env)
+    assert result.code == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(_runs(workspace)) == before

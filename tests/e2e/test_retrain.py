@@ -56,8 +56,11 @@ def flow(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("retrain")
     import_cut(root, "2015-12-31")
     first, _ = retrain(root, "sp", "first.json")
+    retrain(root, "sp-kept", "kept-first.json")
     import_cut(root, "2016-12-31")
     second, _ = retrain(root, "sp", "second.json")
+    kept, _ = retrain(root, "sp-kept", "kept-second.json", "retrain.min_improvement=1")  # nothing beats by 1
+    assert kept["decision"] == "kept"
     return root, first, second
 
 
@@ -123,6 +126,18 @@ def test_a_retrain_without_new_data_does_nothing(flow):
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs_before
 
 
+def test_a_kept_challenger_is_remembered_so_the_next_run_without_new_data_does_nothing(flow):
+    """The third of three scheduled runs, after the second challenger was kept, not promoted: a retrain is
+    due only when the data goes beyond the last evaluated challenger's data end, not the champion's."""
+    root, _, _ = flow
+    client = MlflowClient(tracking_uri(root))
+    assert str(client.get_model_version_by_alias("sp-kept", "champion").version) == "1"
+    third, _ = retrain(root, "sp-kept", "kept-third.json")
+    assert third["decision"] == "skipped"
+    assert "no new data since version 2 (kept)" in third["reason"]
+    assert len(client.search_model_versions("name = 'sp-kept'")) == 2
+
+
 def test_predict_scores_every_instrument_and_matches_the_training_run(flow):
     root, _, second = flow
     client = MlflowClient(tracking_uri(root))
@@ -143,6 +158,30 @@ def test_predict_scores_every_instrument_and_matches_the_training_run(flow):
     parquet = run_cli(["predict", "--model", "sp@champion", "--output", str(root / "latest.parquet")], cwd=root,
                       env=env_for(root))
     assert parquet.code == 0 and len(pd.read_parquet(root / "latest.parquet")) == len(latest)
+
+
+def test_predict_latest_is_tomorrows_ranked_list(flow):
+    root, _, _ = flow
+    result = run_cli(["predict", "--model", "sp@champion", "--latest", "--topk", "10", "--output",
+                      str(root / "latest.csv")], cwd=root, env=env_for(root))
+    assert result.code == 0, result.stderr[-3000:]
+    latest = pd.read_csv(root / "latest.csv", parse_dates=["datetime"])
+    assert list(latest.columns) == ["datetime", "instrument", "score", "rank", "top_k"]
+    assert latest["datetime"].nunique() == 1 and str(latest["datetime"].iloc[0].date()) == "2016-12-30"
+    assert latest["score"].is_monotonic_decreasing and list(latest["rank"]) == list(range(1, len(latest) + 1))
+    assert latest["top_k"].sum() == 10 and latest["top_k"].iloc[:10].all()
+    # the instruments trading that day, straight from the prices; the scores are the plain predict's
+    import qlib
+    from qlib.data import D
+
+    qlib.init(provider_uri=str(root / "data" / "sp500"), region="us")
+    close = D.features(D.instruments("all"), ["$close"], "2016-12-30", "2016-12-30")["$close"].dropna()
+    assert set(latest["instrument"]) == set(close.index.get_level_values("instrument"))
+    plain = predict(root, "sp@champion", "plain.csv").droplevel("datetime")
+    np.testing.assert_allclose(latest.set_index("instrument")["score"], plain.loc[latest["instrument"]], rtol=1e-12)
+    refused = run_cli(["predict", "--model", "sp@champion", "--latest", "--start", "2016-01-04", "--output",
+                       str(root / "x.csv")], cwd=root, env=env_for(root))
+    assert refused.code == 2 and "--latest" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_models_list_shows_versions_and_aliases(flow):

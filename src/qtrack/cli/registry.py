@@ -32,13 +32,17 @@ def predict(
     data: str | None = typer.Option(None, "--data", help="Dataset name (default: the one the model trained on)."),
     start: str | None = typer.Option(None, "--start", help="First day (default: the data's latest day)."),
     end: str | None = typer.Option(None, "--end", help="Last day (default: the data's latest day)."),
+    latest: bool = typer.Option(False, "--latest", help="Tomorrow's list: the last day's trading instruments, "
+                                "ranked, with a top_k flag."),
+    topk: int | None = typer.Option(None, "--topk", help="With --latest: how many get top_k (default: the "
+                                    "model's backtest.topk)."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
 ) -> None:
     """Score every instrument on the requested days with a registered model and its own feature pipeline."""
     from qtrack.console import out
     from qtrack.stages.predict import run_predict
 
-    done = run_predict(model, data, start, end, output, tracking_uri)
+    done = run_predict(model, data, start, end, output, tracking_uri, latest=latest, topk=topk)
     out.print(f"{done.model} version {done.version}: {done.rows} scores ({done.instruments} instruments x "
               f"{done.days} days, {done.start} to {done.end}) written to {done.output}", soft_wrap=True)
 

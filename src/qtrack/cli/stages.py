@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 OVERRIDES_HELP = "Hydra overrides such as model=catboost model.learning_rate=0.05 seed=3."
@@ -98,9 +100,32 @@ def retrain(
     run_retrain(overrides or [], quiet=quiet)
 
 
+def backtest(
+    pred: Path = typer.Option(..., "--pred", help="Predictions: .csv, .parquet or .pkl with datetime, instrument, "
+                              "score."),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
+) -> None:
+    """Backtest a prediction file (IC analysis and Qlib's backtest on its days) as a tracked MLflow run."""
+    from qtrack.console import Steps, out, summary_table
+    from qtrack.stages.backtest import run_backtest
+    from qtrack.stages.context import stage
+    from qtrack.stages.core import SUMMARY_METRICS
+    from qtrack.tracking.names import EXCESS_WITH_COST
+
+    with stage("train", overrides or []) as ctx:
+        result = run_backtest(pred.expanduser().absolute(), ctx.cfg, Steps(quiet=quiet))
+    rows = [(name.replace(f"{EXCESS_WITH_COST}.", "excess, with cost: "), f"{result.metrics[name]:.4f}")
+            for name in SUMMARY_METRICS if name in result.metrics]
+    rows += [("days", f"{result.start}..{result.end}"), ("run", f"{result.run_name} ({result.run_id})"),
+             ("experiment", result.experiment_name)]
+    out.print(summary_table("qtrack backtest", rows))
+
+
 def add_to(app: typer.Typer) -> None:
     epilog = groups_epilog()
     app.command(epilog=epilog)(train)
+    app.command(epilog=epilog)(backtest)
     app.command(epilog=epilog, context_settings=PASS_THROUGH)(benchmark)
     app.command(epilog=epilog, context_settings=PASS_THROUGH)(optimize)
     app.command(epilog=epilog, context_settings=PASS_THROUGH)(retrain)

@@ -26,8 +26,17 @@ class Prediction:
     output: Path
 
 
+DEFAULT_TOPK = 50
+
+
 def run_predict(reference: str, data: str | None, start: str | None, end: str | None, output: Path,
-                tracking_uri: str | None = None) -> Prediction:
+                tracking_uri: str | None = None, latest: bool = False, topk: int | None = None) -> Prediction:
+    """Scores for [start, end]; with `latest`, tomorrow's list: the data's last day, instruments trading that
+    day only, ranked, with a top-k flag (k from the model's own `backtest.topk` unless `topk` is given)."""
+    if latest and (start or end):
+        raise QtrackError("--latest scores the data's last day: leave out --start and --end")
+    if topk is not None and topk < 1:
+        raise QtrackError(f"--topk must be at least 1, got {topk}")
     client, uri = registry.connect(tracking_uri)
     version = registry.resolve(client, reference)
     pipeline = registry.load_pipeline(client, version)
@@ -42,12 +51,32 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
     scores = registry.score(pipeline, first, last)
     if scores.empty:
         raise QtrackError(f"no instrument of the model's market trades between {first} and {last}")
-    rows = registry.write_scores(scores, output)
+    if latest:
+        k = topk or int(client.get_run(version.run_id).data.params.get("backtest.topk", DEFAULT_TOPK))
+        rows = registry.write_table(ranked_list(scores, last, k), output)
+    else:
+        rows = registry.write_scores(scores, output)
     return Prediction(
         model=version.name, version=str(version.version), rows=rows,
         instruments=scores.index.get_level_values("instrument").nunique(),
         days=scores.index.get_level_values("datetime").nunique(), start=first, end=last, output=output.resolve(),
     )
+
+
+def ranked_list(scores: pd.Series, day: str, topk: int) -> pd.DataFrame:
+    """One row per instrument trading on `day` (a close price that day) with a score, best first: datetime,
+    instrument, score, rank (1 = best; ties by instrument name) and top_k (rank <= topk)."""
+    from qlib.data import D
+
+    on_day = scores.xs(pd.Timestamp(day), level="datetime").dropna()
+    close = D.features(list(on_day.index), ["$close"], day, day)["$close"].dropna()
+    trading = on_day[on_day.index.isin(close.index.get_level_values("instrument"))]
+    frame = trading.rename("score").rename_axis("instrument").reset_index()
+    frame = frame.sort_values(["score", "instrument"], ascending=[False, True], kind="stable", ignore_index=True)
+    frame.insert(0, "datetime", pd.Timestamp(day))
+    frame["rank"] = range(1, len(frame) + 1)
+    frame["top_k"] = frame["rank"] <= topk
+    return frame
 
 
 def _window(calendar: pd.DatetimeIndex, start: str | None, end: str | None) -> tuple[str, str]:

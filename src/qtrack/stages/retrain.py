@@ -24,7 +24,9 @@ from qtrack.evaluation import metrics
 from qtrack.paths import atomic_file
 from qtrack.stages.context import stage
 from qtrack.tracking import registry
-from qtrack.tracking.names import higher_is_better
+from qtrack.tracking.names import DATA_END, higher_is_better
+
+DECISION = "qtrack.retrain.decision"
 
 RETRAIN_KEYS = ("retrain", "dataset.segments")  # retrain lays out the segments itself
 
@@ -96,8 +98,11 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
     champion = registry.champion(client, name, settings.alias)
     outcome = RetrainOutcome(model=name, alias=settings.alias, decision="skipped", reason="", metric=settings.metric,
                              data_end=latest, champion_version=str(champion.version) if champion else None)
-    if champion is not None and champion.tags.get("qtrack.data_end", "") >= latest:
-        outcome.reason = f"no new data since version {champion.version} was trained (the data ends {latest})"
+    evaluated = last_evaluated(client, name, champion)
+    if evaluated is not None and evaluated.tags.get(DATA_END, "") >= latest:
+        role = "the champion" if champion is not None and evaluated.version == champion.version else "kept"
+        outcome.reason = (f"no new data since version {evaluated.version} ({role}) was trained "
+                          f"(the data ends {latest})")
         return outcome
     spans = segments.rolling(calendar, int(settings.train_days), int(settings.valid_days),
                              int(settings.holdout_days), int(cfg.features.label_horizon))
@@ -123,6 +128,16 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
     if outcome.decision == "promoted":
         client.set_registered_model_alias(name, settings.alias, version.version)
     return outcome
+
+
+def last_evaluated(client: Any, name: str, champion: Any) -> Any:
+    """The version trained on the latest data among the champion and every challenger a retrain evaluated,
+    promoted or kept: a retrain is due only when the data goes beyond its data end. (Comparing with the
+    champion alone retrained forever once a challenger had been kept.)"""
+    versions = [v for v in client.search_model_versions(f"name = '{name}'") if DECISION in v.tags]
+    if champion is not None:
+        versions.append(champion)
+    return max(versions, key=lambda v: (v.tags.get(DATA_END, ""), int(v.version)), default=None)
 
 
 def _holdout_score(client: Any, version: Any, data: Any, metric: str) -> float:
@@ -160,7 +175,7 @@ def improvement(metric: str, challenger: float, champion: float) -> float:
 
 
 def _decision_tags(outcome: RetrainOutcome) -> dict[str, str]:
-    tags = {"qtrack.retrain.decision": outcome.decision, "qtrack.retrain.reason": outcome.reason,
+    tags = {DECISION: outcome.decision, "qtrack.retrain.reason": outcome.reason,
             "qtrack.retrain.metric": outcome.metric, "qtrack.retrain.holdout": ",".join(outcome.holdout or [])}
     for role in ("challenger", "champion"):
         value = getattr(outcome, f"{role}_score")

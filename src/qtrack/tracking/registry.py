@@ -177,11 +177,15 @@ def list_models(client: Any) -> list[dict]:
 
 def write_scores(scores: pd.Series, output: Path) -> int:
     """CSV or Parquet by extension, written to a temporary file and renamed into place."""
+    frame = scores.reset_index()
+    frame.columns = ["datetime", "instrument", "score"]
+    return write_table(frame, output)
+
+
+def write_table(frame: pd.DataFrame, output: Path) -> int:
     suffix = output.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise QtrackError(f"--output {output}: use a .csv or .parquet file name")
-    frame = scores.reset_index()
-    frame.columns = ["datetime", "instrument", "score"]
     with atomic_file(output) as temporary:
         if suffix == ".csv":
             frame.to_csv(temporary, index=False, date_format="%Y-%m-%d")

@@ -1,0 +1,168 @@
+"""`qtrack backtest --pred FILE`: Qlib's signal analysis and backtest of any prediction file, as a tracked run.
+
+The file (CSV, Parquet or pickle) holds `datetime`, `instrument` and `score`. It is checked before anything is
+tracked: unknown instruments, duplicate rows, days that are not trading days of the data, or no day with a
+next trading day to trade on are refused in one line. The label is the features group's own (Alpha158's by
+default), computed by Qlib from the prices; the backtest is the `backtest` group's, on the file's days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+
+from qtrack.console import Steps
+from qtrack.data import qlib_format
+from qtrack.errors import QtrackError
+from qtrack.tracking import names
+
+DEFAULT_LABEL = "Ref($close, -2)/Ref($close, -1) - 1"
+COLUMNS = ("datetime", "instrument", "score")
+
+
+@dataclass(frozen=True)
+class TestSpan:
+    """The one segment a prediction file's backtest has (what backtest_config and the benchmark read)."""
+
+    start: str
+    end: str
+
+    def as_dict(self) -> dict[str, tuple[str, str]]:
+        return {"test": (self.start, self.end)}
+
+
+@dataclass
+class BacktestResult:
+    run_id: str
+    run_name: str
+    experiment_name: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    start: str
+    end: str
+
+
+def read_predictions(path: Path) -> pd.Series:
+    """The file's scores indexed by (datetime, instrument); QtrackError with one line when unreadable."""
+    if not path.is_file():
+        raise QtrackError(f"--pred {path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix in (".pkl", ".pickle"):
+            frame = pd.read_pickle(path)
+        else:
+            raise QtrackError(f"--pred {path}: use a .csv, .parquet or .pkl file")
+    except QtrackError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
+        raise QtrackError(f"--pred {path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if isinstance(frame, pd.Series):
+        frame = frame.rename("score").reset_index()
+    elif isinstance(frame, pd.DataFrame) and isinstance(frame.index, pd.MultiIndex):
+        frame = frame.reset_index()
+    if not isinstance(frame, pd.DataFrame) or not set(COLUMNS) <= set(frame.columns):
+        raise QtrackError(f"--pred {path}: needs the columns {', '.join(COLUMNS)}")
+    try:
+        frame["datetime"] = pd.to_datetime(frame["datetime"])
+        frame["score"] = pd.to_numeric(frame["score"])
+    except (ValueError, TypeError) as exc:
+        raise QtrackError(f"--pred {path}: {exc}") from None
+    frame["instrument"] = frame["instrument"].astype(str)
+    duplicated = frame.duplicated(["datetime", "instrument"])
+    if duplicated.any():
+        row = frame[duplicated].iloc[0]
+        raise QtrackError(f"--pred {path}: {int(duplicated.sum())} duplicate rows (first: "
+                          f"{row['datetime'].date()} {row['instrument']})")
+    return frame.set_index(["datetime", "instrument"])["score"].sort_index()
+
+
+def check_predictions(scores: pd.Series, calendar: pd.DatetimeIndex, known: set[str], path: Path) -> tuple[str, str]:
+    """The backtest's first and last day; QtrackError for instruments or days the data does not have."""
+    unknown = sorted(set(scores.index.get_level_values("instrument")) - known)
+    if unknown:
+        listed = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise QtrackError(f"--pred {path}: {len(unknown)} instruments are not in the market: {listed}")
+    days = scores.index.get_level_values("datetime").unique()
+    outside = days.difference(calendar)
+    if len(outside):
+        raise QtrackError(f"--pred {path}: {len(outside)} days are not trading days of the data (first: "
+                          f"{outside[0].date()}; the data runs {calendar[0].date()}..{calendar[-1].date()})")
+    # Qlib trades on the day after a signal and steps to the next calendar day: keep two days in hand.
+    last_tradable = calendar[-3] if len(calendar) >= 3 else calendar[0]
+    usable = days[days <= last_tradable]
+    if len(usable) < 2:
+        raise QtrackError(f"--pred {path}: needs two or more days before {last_tradable.date()} (the backtest "
+                          "trades the day after each signal)")
+    return usable[0].strftime("%Y-%m-%d"), usable[-1].strftime("%Y-%m-%d")
+
+
+def run_backtest(pred_path: Path, cfg: Any, steps: Steps) -> BacktestResult:
+    from qtrack.data.dataset import ensure_data, market_calendar
+    from qtrack.data.prepare import benchmark_returns
+    from qtrack.runtime import init_qlib
+
+    scores = read_predictions(pred_path)
+    with steps.step("data", f"checking {pred_path.name} against dataset '{cfg.dataset.name}'"):
+        source = ensure_data(cfg.dataset)
+        calendar = market_calendar(source, cfg.dataset.market)
+        symbols = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
+        start, end = check_predictions(scores, calendar, set(symbols), pred_path)
+        scores = scores.loc[pd.Timestamp(start):pd.Timestamp(end)]
+        init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+        segs = TestSpan(start, end)
+        codes = cfg.dataset.benchmark if cfg.dataset.benchmark is not None else symbols
+        data = SimpleNamespace(segments=segs, benchmark=benchmark_returns(codes, segs))
+        label = _label(cfg, scores, start, end)
+    with steps.step("records", "IC analysis and backtest"):
+        return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint)
+
+
+def _label(cfg: Any, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
+    from qlib.data import D
+
+    expression = cfg.features.label or DEFAULT_LABEL
+    instruments = sorted(set(scores.index.get_level_values("instrument")))
+    frame = D.features(instruments, [expression], start, end).swaplevel().sort_index()
+    frame.columns = pd.MultiIndex.from_tuples([("label", "LABEL0")])
+    return frame.reindex(scores.index)
+
+
+def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFrame, data: Any,
+                 fingerprint: str) -> BacktestResult:
+    from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord
+
+    from qtrack import config
+    from qtrack.evaluation import portfolio_record, qlib_fixes, records
+    from qtrack.tracking import params as tracking
+    from qtrack.tracking.recorder import CachingRecorder
+    from qtrack.tracking.runs import run_context, run_tags
+
+    digest = hashlib.sha256(pred_path.read_bytes()).hexdigest()[:16]
+    run_name = cfg.run_name or f"backtest-{pred_path.stem}"
+    tags = run_tags(fingerprint, {names.STAGE: "backtest", "qtrack.pred_file": pred_path.name,
+                                  "qtrack.pred_digest": digest})
+    uri = cfg.mlflow.tracking_uri
+    with run_context(uri, cfg.mlflow.experiment_name, run_name, tags) as active:
+        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run)
+        container = config.to_container(cfg)
+        tracking.log_params(active.client, active.run_id, tracking.flatten(
+            {"backtest": container["backtest"], "dataset": {"name": cfg.dataset.name, "market": cfg.dataset.market},
+             "segments": {"test": ",".join(data.segments.as_dict()["test"])}}))
+        recorder.save_objects(**{"pred.pkl": scores.to_frame("score"), "label.pkl": label})
+        qlib_fixes.apply()
+        record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
+        with records.QLIB_DATA_LOCK:
+            SigAnaRecord(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()
+            record(recorder=recorder, config=records.backtest_config(cfg, data), risk_analysis_freq="day").generate()
+    metrics = active.client.get_run(active.run_id).data.metrics
+    start, end = data.segments.as_dict()["test"]
+    return BacktestResult(active.run_id, run_name, cfg.mlflow.experiment_name, uri, dict(metrics), start, end)
