@@ -22,8 +22,18 @@ from numba import njit, prange
 CACHE = True
 
 
-@njit(parallel=True, cache=CACHE, error_model="numpy")
 def roll_mean(values, first, n):
+    return _roll_total(values, first, n, True)
+
+
+def roll_sum(values, first, n):
+    return _roll_total(values, first, n, False)
+
+
+@njit(parallel=True, cache=CACHE, error_model="numpy")
+def _roll_total(values, first, n, mean):
+    """pandas' roll_mean (mean=True) or roll_sum: Kahan sums, one compensation for additions and one for
+    removals; a window of equal values is exactly that value (times the count, for a sum)."""
     stocks, days = values.shape
     out = np.full((stocks, days), np.nan)
     for s in prange(stocks):
@@ -62,53 +72,17 @@ def roll_mean(values, first, n):
                 else:
                     same = 1
                 prev = val
-            if nobs > 0:
-                result = total / nobs
-                if same >= nobs:
-                    result = prev
-                elif (neg == 0 and result < 0) or (neg == nobs and result > 0):
-                    result = 0.0  # pandas: a window of one sign keeps its sign
-                out[s, t] = result
-    return out
-
-
-@njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_sum(values, first, n):
-    stocks, days = values.shape
-    out = np.full((stocks, days), np.nan)
-    for s in prange(stocks):
-        start = first[s]
-        if start >= days:
-            continue
-        nobs = 0
-        total = 0.0
-        comp_add = 0.0
-        comp_remove = 0.0
-        same = 0
-        prev = values[s, start]
-        for t in range(start, days):
-            if t - n >= start:
-                old = values[s, t - n]
-                if not np.isnan(old):
-                    nobs -= 1
-                    y = -old - comp_remove
-                    z = total + y
-                    comp_remove = z - total - y
-                    total = z
-            val = values[s, t]
-            if not np.isnan(val):
-                nobs += 1
-                y = val - comp_add
-                z = total + y
-                comp_add = z - total - y
-                total = z
-                if val == prev:
-                    same += 1
-                else:
-                    same = 1
-                prev = val
-            if nobs > 0:
+            if nobs == 0:
+                continue
+            if not mean:
                 out[s, t] = prev * nobs if same >= nobs else total
+                continue
+            result = total / nobs
+            if same >= nobs:
+                result = prev
+            elif (neg == 0 and result < 0) or (neg == nobs and result > 0):
+                result = 0.0  # pandas: a window of one sign keeps its sign
+            out[s, t] = result
     return out
 
 

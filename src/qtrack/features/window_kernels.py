@@ -95,9 +95,19 @@ def _remove(window, count, value):
         window[j] = window[j + 1]
 
 
-@njit(parallel=True, cache=CACHE, error_model="numpy")
 def roll_quantile(values, first, n, q):
     """pandas' linear-interpolation quantile of the window's non-NaN values."""
+    return _roll_sorted(values, first, n, q, False)
+
+
+def roll_rank_pct(values, first, n):
+    """pandas' rolling rank(pct=True): average rank of the current value among the window's values."""
+    return _roll_sorted(values, first, n, 0.0, True)
+
+
+@njit(parallel=True, cache=CACHE, error_model="numpy")
+def _roll_sorted(values, first, n, q, rank):
+    """The window's non-NaN values kept sorted as it slides; each day's quantile `q`, or its rank."""
     stocks, days = values.shape
     out = np.full((stocks, days), np.nan)
     for s in prange(stocks):
@@ -113,42 +123,29 @@ def roll_quantile(values, first, n, q):
             if not np.isnan(val):
                 _insert(window, count, val)
                 count += 1
-            if count == 0:
-                continue
-            if count == 1:
-                out[s, t] = window[0]
-                continue
-            position = q * (count - 1)
-            idx = int(position)
-            if position == idx:
-                out[s, t] = window[idx]
-            else:
-                low = window[idx]
-                out[s, t] = low + (window[idx + 1] - low) * (position - idx)
+            if rank:
+                if not np.isnan(val):
+                    out[s, t] = _rank_pct(window[:count], val)
+            elif count > 0:
+                out[s, t] = _quantile(window[:count], q)
     return out
 
 
-@njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_rank_pct(values, first, n):
-    """pandas' rolling rank(pct=True): average rank of the current value among the window's values."""
-    stocks, days = values.shape
-    out = np.full((stocks, days), np.nan)
-    for s in prange(stocks):
-        window = np.empty(n)
-        count = 0
-        for t in range(first[s], days):
-            if t - n >= first[s]:
-                old = values[s, t - n]
-                if not np.isnan(old):
-                    _remove(window, count, old)
-                    count -= 1
-            val = values[s, t]
-            if np.isnan(val):
-                continue
-            _insert(window, count, val)
-            count += 1
-            low = np.searchsorted(window[:count], val, side="left") + 1.0
-            high = np.searchsorted(window[:count], val, side="right") * 1.0
-            rank = ((high * (high + 1) / 2) - ((low - 1) * low / 2)) / (high - low + 1)
-            out[s, t] = rank / count
-    return out
+@njit(cache=CACHE, error_model="numpy")
+def _quantile(ordered, q):
+    count = ordered.size
+    if count == 1:
+        return ordered[0]
+    position = q * (count - 1)
+    idx = int(position)
+    if position == idx:
+        return ordered[idx]
+    low = ordered[idx]
+    return low + (ordered[idx + 1] - low) * (position - idx)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _rank_pct(ordered, val):
+    low = np.searchsorted(ordered, val, side="left") + 1.0
+    high = np.searchsorted(ordered, val, side="right") * 1.0
+    return ((high * (high + 1) / 2) - ((low - 1) * low / 2)) / (high - low + 1) / ordered.size
