@@ -6,6 +6,9 @@
   so several models can be fitted at once in threads; qtrack logs the curves to the right run.
 - LightGBM's `fit(..., binned_cache=...)` takes its constructed training and validation sets from a
   `qtrack.binned_cache.BinnedCache` (the same sets, loaded instead of rebuilt).
+- LightGBM's sets are given the segment's features as one C-ordered float32 array, copied once from the
+  segment's rows. Qlib's `_prepare_data` copies the feature columns into a new frame, whose F-ordered
+  values LightGBM then copies again into C order; at the fit's start that held both copies at once.
 
 Training is otherwise Qlib's own code path: the same data preparation, parameters and predictions.
 """
@@ -58,6 +61,30 @@ class LGBModel(QlibLGBModel):
         )
 
 
+    def _prepare_data(self, dataset: Any, reweighter: Any = None) -> list:
+        import lightgbm as lgb
+        import numpy as np
+        from qlib.data.dataset.handler import DataHandlerLP
+
+        if reweighter is not None:
+            return super()._prepare_data(dataset, reweighter)
+        prepared = []
+        for key in ("train", "valid"):
+            if key not in dataset.segments:
+                continue
+            frame = dataset.prepare(key, col_set=["feature", "label"], data_key=DataHandlerLP.DK_L)
+            if frame.empty:
+                raise ValueError("Empty data from dataset, please check your dataset config.")
+            columns = np.flatnonzero(frame.columns.get_level_values(0) == "feature")
+            features = np.empty((len(frame), columns.size), dtype=np.result_type(*frame.dtypes.iloc[columns]))
+            for j, column in enumerate(columns):  # a column of a frame is a view: one copy in all
+                features[:, j] = frame.iloc[:, column].to_numpy()
+            label = _one_label(frame["label"])
+            del frame
+            prepared.append((lgb.Dataset(features, label=label), key))
+        return prepared
+
+
 class CatBoostModel(QlibCatBoostModel):
     def fit(
         self,
@@ -90,5 +117,5 @@ class CatBoostModel(QlibCatBoostModel):
 def _one_label(label: Any) -> Any:
     values = label.values
     if values.ndim != 2 or values.shape[1] != 1:
-        raise ValueError("CatBoost doesn't support multi-label training")
+        raise ValueError("this model doesn't support multi-label training")
     return values[:, 0]
