@@ -123,10 +123,10 @@ class Simulation:
                 continue
             if self.position.position[code].get("count_day", 0) < HOLD_THRESH:
                 continue
+            if not self.quote.tradable(d, code, SELL):  # Exchange.check_order
+                continue
             amount = self.position.position[code]["amount"]
             order = Order(stock_id=code, amount=amount, start_time=when[0], end_time=when[1], direction=Order.SELL)
-            if not self.quote.tradable(d, code, SELL):
-                continue
             sells.append(order)
             value, cost, _ = self.trade(d, order, copy_cash, amount)
             if value > 1e-5:

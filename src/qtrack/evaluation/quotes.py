@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def load_quote(start_time, end_time, deal_price: str, limit_threshold) -> tuple[
     names = sorted(spans)
     field = deal_price.lstrip("$")
     fields = {"close", "factor", "change", field}
-    root = panels.Path(C.dpm.get_data_uri("day"))
+    root = Path(C.dpm.get_data_uri("day"))
     data = panels.load(root, names, fields, first, last)
     listed = panels.spans_mask(data, spans, calendar)
 

@@ -72,10 +72,14 @@ class Evaluator:
         return np.maximum(self.panel.first, origin)
 
     def eval(self, node: Node, origin: int):
-        key = (node.key(), origin if node.window()[0] else 0)  # a node that reads no history starts anywhere
+        return self._memoised("", node, origin, lambda: self._compute(node, origin))
+
+    def _memoised(self, kind: str, node: Node, origin: int, compute):
+        """`compute()` once per (kind, expression, start day); a node that reads no history starts anywhere."""
+        key = (kind + node.key(), origin if node.window()[0] else 0)
         value = self.memo.get(key)
         if value is None:
-            value = self._compute(node, origin)
+            value = compute()
             self.memo.put(key, value)
         return value
 
@@ -98,23 +102,16 @@ class Evaluator:
         return self._rolling(op, raw, self.first(origin), node.length, args, self._prepped(args[0], origin, raw))
 
     def _float64(self, node: Node, origin: int) -> np.ndarray:
-        key = ("float64:" + node.key(), origin if node.window()[0] else 0)
-        value = self.memo.get(key)
-        if value is None:
+        def convert():
             values = self.eval(node, origin)
             if np.isscalar(values):
                 raise UnsupportedExpression(f"a rolling window over a constant ({node.key()})")
-            value = np.ascontiguousarray(values, dtype=np.float64)
-            self.memo.put(key, value)
-        return value
+            return np.ascontiguousarray(values, dtype=np.float64)
+
+        return self._memoised("float64:", node, origin, convert)
 
     def _prepped(self, node: Node, origin: int, raw: np.ndarray) -> np.ndarray:
-        key = ("prepped:" + node.key(), origin if node.window()[0] else 0)
-        value = self.memo.get(key)
-        if value is None:
-            value = _prepped(raw)
-            self.memo.put(key, value)
-        return value
+        return self._memoised("prepped:", node, origin, lambda: _prepped(raw))
 
     def _rolling(self, op: str, raw: np.ndarray, first: np.ndarray, n: int, args: tuple, x: np.ndarray) -> np.ndarray:
         if op in ("Slope", "Resi"):  # Qlib's Cython code takes the raw values, inf included

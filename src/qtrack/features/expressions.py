@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 ELEMENTWISE = {"Abs": "absolute", "Log": "log", "Sign": "sign"}
 PAIRWISE = {
@@ -88,7 +89,14 @@ class Node:
     def children(self) -> tuple[Node, ...]:
         return tuple(arg for arg in self.args if isinstance(arg, Node))
 
+    @cached_property
+    def _window(self) -> tuple[int, int]:
+        return self._compute_window()
+
     def window(self) -> tuple[int, int]:
+        return self._window
+
+    def _compute_window(self) -> tuple[int, int]:
         """(days before, days after) the node reads beyond the day it is computed for."""
         if self.op in ("Feature", "Const"):
             return 0, 0
@@ -106,6 +114,10 @@ class Node:
         return int(self.args[2] if self.op == "Corr" else self.args[1])
 
     def key(self) -> str:
+        return self._key
+
+    @cached_property
+    def _key(self) -> str:
         if self.op == "Feature":
             return f"${self.args[0]}"
         if self.op == "Const":
