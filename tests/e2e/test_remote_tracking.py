@@ -3,7 +3,6 @@ logged, clear and fast failures, many local writers, `qtrack gc` and `qtrack ui`
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, cli_command, cli_env, needs_postgres, run_cli, tracking_uri
+from helpers import TINY, cli_command, cli_env, free_port, needs_postgres, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
 
@@ -22,12 +21,6 @@ FAST = [*TINY, "model.num_boost_round=30"]
 ADMIN = ("admin", "admin-password-1234")
 USER, PASSWORD = "alice", "alice-Pa55word-9876-xyz"
 VENDOR_TOKEN = "vendor-token-5f2b9c1e"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 90) -> None:

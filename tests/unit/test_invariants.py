@@ -214,7 +214,7 @@ def test_a_model_that_predicts_a_constant_is_named_and_kept_out_of_the_mean():
         Job("linear", 0, "FINISHED", metrics={"IC": 0.05, "Rank IC": 0.1}),
     ])
     table = ranking(results)
-    assert table.loc["lightgbm", "Rank IC mean"] == pytest.approx(0.2) and table.loc["lightgbm", "constant"] == 1
+    assert table.loc["lightgbm", "avg_Rank IC"] == pytest.approx(0.2) and table.loc["lightgbm", "constant"] == 1
     assert list(table.index) == ["lightgbm", "linear"]
     assert "lightgbm: 1 run(s) predicted a constant" in ranking_markdown(table, "Rank IC")
 

@@ -2,7 +2,7 @@
 
 Heavy libraries (Qlib, MLflow, Hydra) are imported inside the commands so `--help` stays fast.
 Commands live by concern: stages.py (train, benchmark, optimize, retrain), registry.py (register,
-predict, models), store.py (gc, ui), data.py (data ...).
+predict, models), store.py (gc, ui), dashboard.py, data.py (data ...).
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ def root(
 
 
 def _add_commands() -> None:
-    from qtrack.cli import data, registry, stages, store
+    from qtrack.cli import dashboard, data, registry, stages, store
 
     stages.add_to(app)
     registry.add_to(app)
     store.add_to(app)
+    dashboard.add_to(app)
     app.add_typer(data.app, name="data")
     app.add_typer(registry.models_app, name="models")
 

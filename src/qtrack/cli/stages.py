@@ -51,9 +51,9 @@ def benchmark(
 
         report_app(args=args[1:], prog_name="qtrack benchmark report", standalone_mode=False)
         return
-    from qtrack.stages.benchmark import ModelBenchmark
+    from qtrack.stages.benchmark import run_benchmark
 
-    results = ModelBenchmark(args, quiet=quiet).run()
+    results, _ = run_benchmark(args, quiet=quiet)
     if any(job.status != "FINISHED" for job in results.jobs):
         raise typer.Exit(1)
 

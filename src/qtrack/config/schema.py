@@ -123,6 +123,7 @@ class MlflowSchema:
     experiment_name: Optional[str] = None
     log_model: bool = MISSING
     plots: bool = MISSING
+    qlib_report: bool = MISSING
 
 
 @dataclass

@@ -57,9 +57,10 @@ class BenchmarkResults:
 
 
 def ranking(results: BenchmarkResults, metric: str | None = None) -> pd.DataFrame:
-    """Per model: runs, failures, the first error, runs that predicted a constant, and the mean and std
-    (ddof=1) of every metric over the runs that logged it (an undefined Rank IC is not logged, so it stays
-    out of the mean); best first by `metric`, models with no successful run last."""
+    """Per model (the index, `model`): runs, failures, the first error, runs that predicted a constant, and
+    `avg_<metric>` / `std_<metric>` (ddof=1; the playbook's names) of every metric over the runs that logged
+    it (an undefined Rank IC is not logged, so it stays out of the mean); best first by `metric`, models
+    with no successful run last."""
     metric = metric or results.metric
     rows = {}
     for model in dict.fromkeys(job.model for job in results.jobs):
@@ -72,12 +73,12 @@ def ranking(results: BenchmarkResults, metric: str | None = None) -> pd.DataFram
             "constant": sum(job.constant for job in jobs if job.status == "FINISHED"),
         }
         for name in done.columns:
-            row[f"{name} mean"] = float(done[name].mean())
-            row[f"{name} std"] = float(done[name].std(ddof=1))
+            row[f"avg_{name}"] = float(done[name].mean())
+            row[f"std_{name}"] = float(done[name].std(ddof=1))
         rows[model] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
-    key = f"{metric} mean"
+    key = f"avg_{metric}"
     if key not in table.columns:
         raise QtrackError(f"metric '{metric}' was not logged by any successful run")
     return table.sort_values(key, ascending=not higher_is_better(metric), na_position="last")
@@ -90,7 +91,7 @@ def results_payload(results: BenchmarkResults, table: pd.DataFrame) -> str:
 
 
 def ranking_markdown(table: pd.DataFrame, metric: str) -> str:
-    names = [name for name in TABLE if f"{name} mean" in table.columns]
+    names = [name for name in TABLE if f"avg_{name}" in table.columns]
     lines = [f"Ranked by {metric} (test segment), mean ± std over seeds.", "",
              "| Model | " + " | ".join(TABLE[n] for n in names) + " | Runs |",
              "|---|" + "---|" * (len(names) + 1)]
@@ -98,7 +99,7 @@ def ranking_markdown(table: pd.DataFrame, metric: str) -> str:
         if row["failed"] == row["runs"]:
             cells = ["failed"] * len(names)
         else:
-            cells = [f"{row[f'{n} mean']:.4f} ± {_std(row[f'{n} std'])}" for n in names]
+            cells = [f"{row[f'avg_{n}']:.4f} ± {_std(row[f'std_{n}'])}" for n in names]
         runs = f"{int(row['runs'] - row['failed'])}/{int(row['runs'])}"
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {runs} |")
     failures = table[table["failed"] > 0]
@@ -122,11 +123,11 @@ def ranking_chart(table: pd.DataFrame, metric: str, path: Path) -> None:
 
     ok = table[table["failed"] < table["runs"]]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax.bar(ok.index, ok[f"{metric} mean"], yerr=ok[f"{metric} std"].fillna(0.0), capsize=6, color="tab:blue")
+    ax.bar(ok.index, ok[f"avg_{metric}"], yerr=ok[f"std_{metric}"].fillna(0.0), capsize=6, color="tab:blue")
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_title(f"{metric} by model (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from qtrack.evaluation import metrics, plots
+from qtrack.evaluation import metrics, plots, qlib_reports
 from qtrack.models import specs
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
@@ -93,6 +93,8 @@ def log_extras(cfg: Any, data: Any, spec: specs.ModelSpec, model: Any, recorder:
         extra["constant_predictions"] = True
     if cfg.mlflow.plots:
         _log_plots(recorder)
+    if cfg.mlflow.qlib_report:
+        qlib_reports.log_report(recorder, f"Qlib report: {spec.name}, run {run_id}")
     if cfg.mlflow.log_model and spec.flavor:
         first, last = data.segments.test  # a few days, not the whole segment, to take 5 rows from
         days = slice(first, min(last, first + pd.Timedelta(days=10)))

@@ -9,15 +9,15 @@ change only `model.*`, so every job logs the data it really trains on.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from qtrack import config
+from qtrack import config, paths
 from qtrack.console import Steps, err, out
 from qtrack.data.prepare import prepare
 from qtrack.errors import QtrackError
@@ -38,42 +38,21 @@ from qtrack.tracking import params as tracking
 from qtrack.tracking.names import higher_is_better
 from qtrack.tracking.runs import run_context, run_tags
 
-BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides")
+BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides", "output_dir")
 
 
-class ModelBenchmark:
-    """`qtrack benchmark` as a Python API: run(), save_results(), get_ranking(), load_results()."""
+@dataclass(frozen=True)
+class EnclosingRun:
+    """An MLflow run the caller has open (the playbook's `with mlflow.start_run():`): the benchmark's
+    parent run nests under it when both are in the same store."""
 
-    def __init__(self, overrides: list[str] | None = None, quiet: bool = False) -> None:
-        self.overrides = list(overrides or [])
-        self.quiet = quiet
-        self.results: BenchmarkResults | None = None
-        self.run_dir: Path | None = None
-
-    def run(self) -> BenchmarkResults:
-        self.results, self.run_dir = run_benchmark(self.overrides, quiet=self.quiet)
-        return self.results
-
-    def get_ranking(self, metric: str | None = None) -> pd.DataFrame:
-        if self.results is None:
-            raise QtrackError("no results: call run() or load_results() first")
-        return ranking(self.results, metric)
-
-    def save_results(self, path: str | Path) -> Path:
-        if self.results is None:
-            raise QtrackError("no results: call run() or load_results() first")
-        path = Path(path)
-        path.write_text(results_payload(self.results, self.get_ranking()))
-        return path
-
-    @classmethod
-    def load_results(cls, path: str | Path) -> ModelBenchmark:
-        bench = cls()
-        bench.results = BenchmarkResults.from_dict(json.loads(Path(path).read_text()))
-        return bench
+    tracking_uri: str
+    experiment_name: str
+    run_id: str
 
 
-def run_benchmark(overrides: list[str], quiet: bool = False) -> tuple[BenchmarkResults, Path]:
+def run_benchmark(overrides: list[str], quiet: bool = False,
+                  enclosing: EnclosingRun | None = None) -> tuple[BenchmarkResults, Path]:
     with stage("benchmark", overrides, check=benchmark_settings) as ctx:
         models, seeds, metric, per_model = benchmark_settings(ctx.cfg)
         jobs = [Job(model=m, seed=s) for m in models for s in seeds]
@@ -83,14 +62,37 @@ def run_benchmark(overrides: list[str], quiet: bool = False) -> tuple[BenchmarkR
         results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name)
         tags = run_tags(data.source.fingerprint, {names.STAGE: names.BENCHMARK, "qtrack.benchmark.metric": metric,
                                                   names.FEATURE_CACHE: data.cache_status})
-        with run_context(ctx.cfg.mlflow.tracking_uri, ctx.cfg.mlflow.experiment_name,
-                         f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}", tags) as parent:
+        run_name = f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        with run_context(ctx.cfg.mlflow.tracking_uri, ctx.cfg.mlflow.experiment_name, run_name, tags,
+                         parent_run_id=_nest_under(enclosing, ctx.cfg)) as parent:
             results.parent_run_id = parent.run_id
             _log_settings(parent, ctx.cfg, models, seeds)
             _run_jobs(jobs, child_cfgs, data, parent.run_id, metric)
             _log_parent(parent.client, parent.run_id, results, ctx.run_dir, data)
+        _publish(results, Path(ctx.cfg.output_dir), run_name)
     _print_ranking(results, ctx.run_dir)
     return results, ctx.run_dir
+
+
+def _nest_under(enclosing: EnclosingRun | None, cfg: Any) -> str | None:
+    if enclosing is None:
+        return None
+    if enclosing.tracking_uri != cfg.mlflow.tracking_uri:
+        err.print(f"[yellow]note:[/] the open MLflow run {enclosing.run_id} is in another store; the benchmark "
+                  "is not nested under it")
+        return None
+    return enclosing.run_id
+
+
+def _publish(results: BenchmarkResults, output_dir: Path, run_name: str) -> None:
+    """The results JSON and ranking chart under `output_dir` (results/benchmarks/), which the dashboard
+    reads when MLflow can't be reached; each file appears whole."""
+    table = ranking(results)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{results.experiment}_{run_name}")
+    with paths.atomic_file(output_dir / f"{stem}.json") as json_path:
+        json_path.write_text(results_payload(results, table))
+    with paths.atomic_file(output_dir / f"{stem}.png") as chart_path:
+        ranking_chart(table, results.metric, chart_path)
 
 
 def benchmark_settings(cfg: Any) -> tuple[list[str], list[int], str, dict[str, list[str]]]:
@@ -189,8 +191,8 @@ def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Pa
         client.log_artifact(parent, str(chart))
     client.log_artifact(parent, str(run_dir / "ranking.json"))
     client.log_artifact(parent, str(run_dir / "ranking.md"))
-    best = {f"best_{name.replace(' ', '_')}": table.loc[best_model, f"{name} mean"]
-            for name in (metric, "IC", "Rank IC") if f"{name} mean" in table.columns}
+    best = {f"best_{name.replace(' ', '_')}": table.loc[best_model, f"avg_{name}"]
+            for name in (metric, "IC", "Rank IC") if f"avg_{name}" in table.columns}
     tracking.log_metrics(client, parent, {**best, "failed_runs": float(len(results.jobs) - len(finished)),
                                           "feature_builds": float(data.cache.stats.builds)})
     client.set_tag(parent, "qtrack.best_model", best_model)

@@ -67,14 +67,16 @@ def write_outputs(settings: Settings, main_study: Any, result: OptimizeResult) -
     frame.to_csv(folder / "trials.csv", index=False)
     if result.best_command:
         (folder / "best_command.txt").write_text(result.best_command + "\n")
-    (folder / "optimize.json").write_text(json.dumps(_summary(result), indent=2))
     complete = [t for t in main_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    importances = _importances(main_study, len(complete))
+    summary = {**_summary(result), "objective": settings.objective, "maximize": settings.maximize,
+               "importances": importances}
+    (folder / "optimize.json").write_text(json.dumps(summary, indent=2))
     plot_dir = folder / "plots"
     plot_dir.mkdir(exist_ok=True)
     if complete:
         plots.optimization_history_plot([t.number for t in complete], [t.value for t in complete],
                                         settings.maximize, settings.metric, plot_dir / "optimization_history.png")
-    importances = _importances(main_study, len(complete))
     if importances:
         plots.param_importance_plot(importances, plot_dir / "param_importances.png")
 

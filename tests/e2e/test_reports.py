@@ -1,0 +1,81 @@
+"""Qlib's own report graphs: plotly's pin keeps `qlib.contrib.report` importable, and every train run
+logs the four graphs, drawn from its own records, as one self-contained page under reports/."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import TINY, run_cli, tracking_uri
+
+pytestmark = pytest.mark.slow
+
+
+def test_qlibs_report_module_imports_with_the_pinned_plotly():
+    import plotly
+    from qlib.contrib.report import analysis_model, analysis_position  # fails on plotly 7 (create_distplot)
+
+    assert int(plotly.__version__.split(".")[0]) < 7
+    assert callable(analysis_position.report_graph) and callable(analysis_model.model_performance_graph)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("reports")
+    result = run_cli(["train", *TINY, "model.num_boost_round=30"], cwd=folder,
+                     env={"QTRACK_DATA_ROOT": str(shared_data_root)})
+    assert result.code == 0, result.stderr[-2000:]
+    client = MlflowClient(tracking_uri(folder))
+    run = client.search_runs([client.get_experiment_by_name("synthetic_alpha158").experiment_id])[0]
+    return folder, run.info.run_id
+
+
+def traces(page: str) -> list[dict]:
+    """Every trace of every figure on a page written by plotly's to_html."""
+    found = []
+    for call in re.findall(r'Plotly\.newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*\{', page, flags=re.S):
+        found.extend(json.loads(call))
+    return found
+
+
+def numbers(field) -> np.ndarray:
+    if isinstance(field, dict) and "bdata" in field:
+        return np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"])
+    return np.asarray(field, dtype=float)
+
+
+def test_every_run_logs_the_four_qlib_graphs_as_one_offline_page(trained):
+    folder, run_id = trained
+    client = MlflowClient(tracking_uri(folder))
+    assert [a.path for a in client.list_artifacts(run_id, "reports")] == ["reports/qlib_report.html"]
+    page = Path(client.download_artifacts(run_id, "reports/qlib_report.html", str(folder / "dl"))).read_text()
+    for name in ("analysis_position.report_graph", "analysis_position.risk_analysis_graph",
+                 "analysis_model.model_performance_graph", "analysis_position.score_ic_graph"):
+        assert f"<h2>{name}" in page
+    assert not re.search(r"<script[^>]*\bsrc=", page) and len(page) > 3_000_000, \
+        "plotly.js is inlined: the page opens offline"
+
+    ic = pd.read_pickle(client.download_artifacts(run_id, "sig_analysis/ic.pkl", str(folder / "dl")))
+    drawn = next(trace for trace in traces(page) if trace.get("name") == "ic")
+    assert numbers(drawn["y"]) == pytest.approx(ic.to_numpy(), abs=1e-9), \
+        "Qlib's score IC graph, drawn from pred and label, agrees with the run's own IC record"
+
+
+def test_a_graph_qlib_cannot_draw_is_named_on_the_page_and_the_others_stay(tmp_path):
+    from qtrack.evaluation.qlib_reports import _drawn, write_report
+
+    def refuses():
+        raise ValueError("df is empty.")
+
+    sections = [("analysis_model.model_performance_graph (pred_ic)", _drawn(refuses)),
+                ("analysis_position.score_ic_graph", _drawn(lambda: []))]
+    page = write_report(sections, "run x", tmp_path / "page.html").read_text()
+    assert "Qlib could not draw this graph for this run: ValueError: df is empty." in page
+    assert "<h2>analysis_position.score_ic_graph</h2>" in page
