@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from helpers import FAST_MODEL, TINY, run_cli, tracking_uri
@@ -26,7 +28,7 @@ EXPECTED_METRICS = {
 EXPECTED_ARTIFACTS = {
     "pred.pkl", "label.pkl", "target.pkl", "params.pkl", "config.yaml", "summary.json",
     "plots/cumulative_return.png", "plots/daily_ic.png", "sig_analysis/ic.pkl",
-    "portfolio_analysis/report_normal_1day.pkl",
+    "portfolio_analysis/report_normal_1day.pkl", "reports/qlib_report.html",
 }
 CURVES = {"lightgbm": "l2.valid", "xgboost": "loss.valid", "catboost": "RMSE.valid"}
 
@@ -80,6 +82,11 @@ def test_train_logs_a_complete_run(tmp_path, shared_data_root, model):
     assert data.tags["qtrack.version"]
     assert data.tags["qtrack.host"]
     assert data.tags["qtrack.command"].startswith(f"qtrack train model={model}")
+    from importlib.metadata import version
+
+    for library in ("pyqlib", "mlflow", "lightgbm", "pandas", "numpy"):
+        assert data.tags[f"qtrack.lib.{library}"] == version(library)
+    check_segment_inputs(client, run, fingerprint, tmp_path)
 
     # the summary names the run, and the run folder holds the resolved config and the log
     assert run_id in result.stdout
@@ -90,6 +97,24 @@ def test_train_logs_a_complete_run(tmp_path, shared_data_root, model):
 
     check_metrics_against_recomputation(client, run, tmp_path)
     check_flavor_model_matches_predictions(client, run, tmp_path)
+
+
+def check_segment_inputs(client: MlflowClient, run, fingerprint: str, tmp: Path) -> None:
+    """One dataset input per segment, its digest recomputed from the fingerprint, the handler config and the
+    segment's span; no profile of the feature frame."""
+    from qtrack.tracking.inputs import segment_digest
+
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation", "testing"}
+    config = yaml.safe_load(Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp))).read_text())
+    for context, segment in (("training", "train"), ("validation", "valid"), ("testing", "test")):
+        span = run.data.params[f"segments.{segment}"].split(",")
+        expected = segment_digest(fingerprint, config["features"], config["dataset"]["market"], tuple(span))
+        assert inputs[context].digest == expected
+        assert inputs[context].name == f"synthetic/alpha158/{segment}"
+        profile = {"start": span[0], "end": span[1], "data_fingerprint": fingerprint}
+        assert json.loads(inputs[context].profile) == profile
+    assert len({d.digest for d in inputs.values()}) == 3
 
 
 def check_metrics_against_recomputation(client: MlflowClient, run, tmp: Path) -> None:
@@ -121,6 +146,9 @@ def check_flavor_model_matches_predictions(client: MlflowClient, run, tmp: Path)
     scores = np.asarray(loaded.predict(example)).ravel()
     pred = load_pickle(client, run.info.run_id, "pred.pkl", tmp)["score"]
     np.testing.assert_allclose(scores, pred.iloc[: len(scores)].to_numpy(), rtol=1e-5, atol=1e-6)
+    missing = example.columns[3]
+    with pytest.raises(mlflow.exceptions.MlflowException, match=re.escape(missing)):
+        loaded.predict(example.drop(columns=[missing]))  # the signature names the missing feature
 
 
 @pytest.mark.parametrize("model", ["lightgbm", "linear"])
@@ -148,6 +176,8 @@ def test_same_seed_gives_same_metrics(tmp_path, shared_data_root):
     _, _, second = train(tmp_path / "b", shared_data_root, *overrides)
     keys = ["IC", "Rank IC", "rmse", f"{BACKTEST}annualized_return"]
     assert {k: first.data.metrics[k] for k in keys} == {k: second.data.metrics[k] for k in keys}
+    digests = [{i.dataset.digest for i in run.inputs.dataset_inputs} for run in (first, second)]
+    assert digests[0] == digests[1] and len(digests[0]) == 3, "same data and handler: same dataset digests"
 
 
 def test_run_dir_override_and_experiment_name(tmp_path, shared_data_root):

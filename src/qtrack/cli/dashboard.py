@@ -27,7 +27,8 @@ def dashboard(
     env = {**os.environ, sources.URI_ENV: uri, sources.RESULTS_ENV: str(results.resolve())}
     command = [sys.executable, "-m", "streamlit", "run", _script(), "--server.port", str(port),
                "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+               "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+               "--client.toolbarMode", "viewer"]
     typer.echo(f"qtrack dashboard on http://{host}:{port} over {mask_uri(uri)} (Ctrl-C stops it)", err=True)
     os.execve(sys.executable, command, env)
 

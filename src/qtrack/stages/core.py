@@ -18,7 +18,7 @@ from qtrack.data.prepare import PreparedData
 from qtrack.evaluation import records
 from qtrack.models import specs
 from qtrack.runtime import log_uncommitted_code
-from qtrack.tracking import names
+from qtrack.tracking import inputs, names
 from qtrack.tracking import params as tracking
 from qtrack.tracking.runs import run_context, run_tags
 
@@ -110,6 +110,7 @@ def _fit_and_log(
     if truncated:
         client.set_tag(run_id, names.TRUNCATED_PARAMS, ",".join(truncated))
     client.log_text(run_id, config.to_yaml(cfg), "config.yaml")
+    inputs.log_segment_inputs(client, run_id, cfg, data)
     log_uncommitted_code(client, run_id)
 
     with steps.step("fit", f"fitting {spec.name}"):

@@ -22,6 +22,7 @@ from qtrack import __version__
 from qtrack.errors import Terminated
 from qtrack.runtime import critical, git_output
 from qtrack.tracking import names, redact
+from qtrack.tracking.inputs import library_tags
 
 
 @dataclass
@@ -129,6 +130,7 @@ def run_tags(fingerprint: str, extra: dict[str, str] | None = None) -> dict[str,
         names.DATA_FINGERPRINT: fingerprint,
         names.COMMAND: shlex.join(["qtrack", *redact.argv(sys.argv[1:])]),
     }
+    tags.update(library_tags())
     commit = git_output(["rev-parse", "HEAD"])
     if commit:
         tags[names.GIT_COMMIT] = commit
