@@ -189,3 +189,16 @@ def test_run_dir_override_and_experiment_name(tmp_path, shared_data_root):
     assert run.info.run_name == "my-run"
     assert (tmp_path / "runs" / "here" / "config.yaml").is_file()
     assert not (tmp_path / "outputs").exists()
+
+
+def test_double_ensemble_trains_through_qlibs_model_and_logs_like_the_others(tmp_path, shared_data_root):
+    small = ["model=double_ensemble", "model.num_models=2", "model.sub_weights=[1,0.2]", "model.epochs=10",
+             "model.num_leaves=16"]
+    _, client, run = train(tmp_path, shared_data_root, *small, *TINY)
+    assert run.info.status == "FINISHED" and run.data.params["model.class"] == "DEnsembleModel"
+    model = load_pickle(client, run.info.run_id, "params.pkl", tmp_path)
+    assert type(model).__name__ == "DEnsembleModel" and len(model.ensemble) == 2
+    assert len(model.sub_features[1]) < len(model.sub_features[0]), "feature selection dropped features"
+    assert "qtrack.model_uri" not in run.data.tags, "no MLflow flavour holds an ensemble; params.pkl does"
+    assert run.data.metrics["Rank IC"] > 0.05, "the planted signal is learned"
+    check_metrics_against_recomputation(client, run, tmp_path)

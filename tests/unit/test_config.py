@@ -87,7 +87,7 @@ def test_run_dir_override_is_taken_out(workspace):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("model=nope", "unknown model 'nope': choose one of catboost, lightgbm, linear, xgboost"),
+        ("model=nope", "unknown model 'nope': choose one of catboost, double_ensemble, lightgbm, linear, xgboost"),
         ("dataset.nope=1", "Could not override 'dataset.nope'"),
         ("model.learning_rate=fast", "invalid model.learning_rate: expected float"),
         ("backtest.topk=many", "invalid backtest.topk"),
