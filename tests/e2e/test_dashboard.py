@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, cli_command, cli_env, free_port, run_cli, tracking_uri
+from helpers import QLIB_REPORT, TINY, cli_command, cli_env, free_port, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow
 
 APP = Path(__file__).resolve().parents[2] / "src" / "qtrack" / "dashboard" / "app.py"
 EXPERIMENT = "synthetic_alpha158"
-FAST = [*TINY, "model.num_boost_round=30"]
+FAST = [*TINY, QLIB_REPORT, "model.num_boost_round=30"]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, run_cli, tracking_uri
+from helpers import QLIB_REPORT, TINY, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_qlibs_report_module_imports_with_the_pinned_plotly():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("reports")
-    result = run_cli(["train", *TINY, "model.num_boost_round=30"], cwd=folder,
+    result = run_cli(["train", *TINY, QLIB_REPORT, "model.num_boost_round=30"], cwd=folder,
                      env={"QTRACK_DATA_ROOT": str(shared_data_root)})
     assert result.code == 0, result.stderr[-2000:]
     client = MlflowClient(tracking_uri(folder))

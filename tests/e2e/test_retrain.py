@@ -17,7 +17,7 @@ from helpers import SAMPLE, needs_sample, run_cli, tracking_uri
 pytestmark = [pytest.mark.slow, needs_sample]
 
 RETRAIN = ["retrain", "dataset.name=sp500", "retrain.train_days=500", "retrain.valid_days=120",
-           "retrain.holdout_days=120", "model.num_boost_round=50"]
+           "retrain.holdout_days=120", "model.num_boost_round=50", "mlflow.qlib_report=false"]
 
 
 def cut_sample(destination: Path, last_day: str) -> Path:

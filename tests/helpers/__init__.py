@@ -19,7 +19,9 @@ TINY = [
     "dataset.synthetic.signal=0.3",
     "backtest.topk=10",
     "backtest.n_drop=2",
+    NO_QLIB_REPORT := "mlflow.qlib_report=false",  # 4 s a process; test_reports and test_dashboard turn it on
 ]
+QLIB_REPORT = "mlflow.qlib_report=true"
 FAST_MODEL = {
     "lightgbm": ["model.num_boost_round=100"],
     "catboost": ["model.num_boost_round=80"],

@@ -100,3 +100,9 @@ def test_bad_overrides_name_the_problem(workspace, override, expected):
         config.compose("train", [override])
     assert expected in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_runs_log_qlibs_report_by_default_and_sweep_trials_do_not():
+    assert config.compose("train", []).cfg.mlflow.qlib_report is True
+    assert config.compose("benchmark", []).cfg.mlflow.qlib_report is True
+    assert config.compose("optimize", []).cfg.mlflow.qlib_report is False
