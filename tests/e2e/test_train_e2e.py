@@ -199,6 +199,8 @@ def test_double_ensemble_trains_through_qlibs_model_and_logs_like_the_others(tmp
     model = load_pickle(client, run.info.run_id, "params.pkl", tmp_path)
     assert type(model).__name__ == "DEnsembleModel" and len(model.ensemble) == 2
     assert len(model.sub_features[1]) < len(model.sub_features[0]), "feature selection dropped features"
-    assert "qtrack.model_uri" not in run.data.tags, "no MLflow flavour holds an ensemble; params.pkl does"
     assert run.data.metrics["Rank IC"] > 0.05, "the planted signal is learned"
     check_metrics_against_recomputation(client, run, tmp_path)
+    check_flavor_model_matches_predictions(client, run, tmp_path)  # the pyfunc over Qlib's pickle
+    registered = run_cli(["register", run.info.run_id, "--name", "ensemble"], cwd=tmp_path)
+    assert registered.code == 0 and "registered ensemble version 1" in registered.stdout + registered.stderr

@@ -83,12 +83,12 @@ def log_flavor_model(spec: ModelSpec, model: Any, example, recorder: Any, tracki
 
     if spec.flavor is None:
         return None
-    native = model.pipeline if spec.flavor == "sklearn" else model.model
+    native = model if spec.flavor == "pyfunc" else model.pipeline if spec.flavor == "sklearn" else model.model
     if spec.flavor == "xgboost":
         native.feature_names = [str(c) for c in example.columns]
     signature = infer_signature(example, native_predict(spec.flavor, native, example))
     flavor_module = importlib.import_module(f"mlflow.{spec.flavor}").log_model.__module__
-    flavor = importlib.import_module(flavor_module)
+    flavor = importlib.import_module("qtrack.models.pyfunc" if spec.flavor == "pyfunc" else flavor_module)
     extra = {}
     if spec.flavor == "sklearn":
         from qtrack.models.linear import SKOPS_TRUSTED_TYPES
@@ -106,6 +106,8 @@ def log_flavor_model(spec: ModelSpec, model: Any, example, recorder: Any, tracki
 
 
 def _log_model(flavor: Any, native: Any, model_id: str, signature: Any, example: Any, extra: dict) -> Any:
+    if flavor.__name__ == "qtrack.models.pyfunc":
+        return flavor.log_model(native, model_id, signature, example)
     return flavor.log_model(
         native,
         name="model",
@@ -118,6 +120,10 @@ def _log_model(flavor: Any, native: Any, model_id: str, signature: Any, example:
 
 
 def native_predict(flavor: str, native: Any, frame):
+    if flavor == "pyfunc":
+        from qtrack.models.pyfunc import ensemble_predict
+
+        return ensemble_predict(native, frame)
     if flavor == "xgboost":
         import xgboost
 
