@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from qtrack import paths
 from qtrack.errors import QtrackError
 from qtrack.evaluation.ranking import BenchmarkResults, ranking, results_payload
 
@@ -55,8 +56,6 @@ class ModelBenchmark:
     def save_results(self, name: str | Path) -> Path:
         """Every job and the ranking as JSON under `output_dir` (an absolute `name` is used as is)."""
         path = self.output_dir / name
-        from qtrack import paths
-
         with paths.atomic_file(path) as temporary:
             temporary.write_text(results_payload(self._results(), ranking(self._results())))
         return path

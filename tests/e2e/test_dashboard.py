@@ -3,7 +3,6 @@ sweep, a registered model), its fallback to the JSON results, and one real headl
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import shutil
@@ -12,12 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import QLIB_REPORT, TINY, cli_command, cli_env, free_port, run_cli, tracking_uri
+from helpers import QLIB_REPORT, TINY, cli_command, cli_env, free_port, plotly_values, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +74,6 @@ def charts(test) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in test.get("plotly_chart")]
 
 
-def numbers(field) -> list[float]:
-    """A trace's x or y: Plotly sends numeric arrays as base64 of their bytes."""
-    if isinstance(field, dict) and "bdata" in field:
-        return np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"]).tolist()
-    return list(field)
-
-
 def texts(test, kind: str) -> list[str]:
     return [element.value for element in getattr(test, kind)]
 
@@ -114,7 +105,7 @@ def test_run_view_shows_params_metrics_plots_and_qlibs_report(store, monkeypatch
     shown = charts(test)
     assert [chart["layout"]["title"]["text"].split(" (")[0] for chart in shown] == ["Cumulative return", "Daily IC"]
     ic = client_of(store).download_artifacts(train.info.run_id, "sig_analysis/ic.pkl", str(store / "dl"))
-    assert numbers(shown[1]["data"][0]["y"]) == pytest.approx(pd.read_pickle(ic).tolist(), abs=1e-12)
+    assert plotly_values(shown[1]["data"][0]["y"]) == pytest.approx(pd.read_pickle(ic).tolist(), abs=1e-12)
     frames = test.get("iframe")
     assert frames and "analysis_position.report_graph" in frames[0].proto.srcdoc
 
@@ -134,16 +125,16 @@ def test_benchmark_ranking_shows_mean_and_std_with_error_bars(store, monkeypatch
     saved = json.loads(next((store / "results" / "benchmarks").glob("*.json")).read_text())["ranking"]
     bars = charts(test)[0]["data"][0]
     assert bars["x"] == [row["model"] for row in saved]
-    assert numbers(bars["y"]) == pytest.approx([row["avg_Rank IC"] for row in saved], abs=1e-12)
+    assert plotly_values(bars["y"]) == pytest.approx([row["avg_Rank IC"] for row in saved], abs=1e-12)
     assert "error_y" in bars
     test.selectbox[1].set_value("IC").run()
-    assert numbers(charts(test)[0]["data"][0]["y"]) == pytest.approx([row["avg_IC"] for row in saved], abs=1e-12)
+    assert plotly_values(charts(test)[0]["data"][0]["y"]) == pytest.approx([row["avg_IC"] for row in saved], abs=1e-12)
 
 
 def test_sweep_shows_history_importance_and_the_best_command(store, monkeypatch):
     test = show(app(monkeypatch, tracking_uri(store), store / "none", EXPERIMENT), "Sweep")
     history = charts(test)[0]
-    assert len(numbers(history["data"][0]["x"])) == 3
+    assert len(plotly_values(history["data"][0]["x"])) == 3
     command = next(store.glob("outputs/*/*/best_command.txt")).read_text().strip()
     assert texts(test, "code") == [command]
 

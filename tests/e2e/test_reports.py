@@ -3,17 +3,15 @@ logs the four graphs, drawn from its own records, as one self-contained page und
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import QLIB_REPORT, TINY, run_cli, tracking_uri
+from helpers import QLIB_REPORT, TINY, plotly_values, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +43,6 @@ def traces(page: str) -> list[dict]:
     return found
 
 
-def numbers(field) -> np.ndarray:
-    if isinstance(field, dict) and "bdata" in field:
-        return np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"])
-    return np.asarray(field, dtype=float)
-
-
 def test_every_run_logs_the_four_qlib_graphs_as_one_offline_page(trained):
     folder, run_id = trained
     client = MlflowClient(tracking_uri(folder))
@@ -64,7 +56,7 @@ def test_every_run_logs_the_four_qlib_graphs_as_one_offline_page(trained):
 
     ic = pd.read_pickle(client.download_artifacts(run_id, "sig_analysis/ic.pkl", str(folder / "dl")))
     drawn = next(trace for trace in traces(page) if trace.get("name") == "ic")
-    assert numbers(drawn["y"]) == pytest.approx(ic.to_numpy(), abs=1e-9), \
+    assert plotly_values(drawn["y"]) == pytest.approx(ic.tolist(), abs=1e-9), \
         "Qlib's score IC graph, drawn from pred and label, agrees with the run's own IC record"
 
 

@@ -97,3 +97,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def plotly_values(field) -> list[float]:
+    """A Plotly trace's x or y as numbers: Plotly sends numeric arrays as base64 of their bytes."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(field, dict) and "bdata" in field:
+        return np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"]).tolist()
+    return [float(value) for value in field]

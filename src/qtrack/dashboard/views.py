@@ -16,10 +16,27 @@ from qtrack.evaluation.ranking import RANKABLE
 NO_RUNS = "This experiment has no runs yet: run `qtrack train` to make one."
 
 
-def runs_view(uri: str, experiment: str, limit: int) -> None:
+def _runs_or_say(uri: str, experiment: str, limit: int) -> pd.DataFrame | None:
+    """The experiment's runs, or None after saying there are none."""
     table = reads.runs(uri, experiment, limit)
     if table.empty:
         st.info(NO_RUNS)
+        return None
+    return table
+
+
+def _pick_parent(uri: str, experiment: str, stage: str, label: str, none_yet: str) -> str | None:
+    """A benchmark or sweep parent run chosen in a select box, or None after saying what to run."""
+    parents = reads.parent_runs(uri, experiment, stage)
+    if parents.empty:
+        st.info(none_yet)
+        return None
+    return _pick_run(parents.assign(stage=stage), label, stage)
+
+
+def runs_view(uri: str, experiment: str, limit: int) -> None:
+    table = _runs_or_say(uri, experiment, limit)
+    if table is None:
         return
     left, right = st.columns(2)
     models = left.multiselect("Model", sorted(m for m in table["model"].unique() if m))
@@ -55,9 +72,8 @@ def _pick_run(table: pd.DataFrame, label: str, key: str) -> str | None:
 
 
 def run_view(uri: str, experiment: str, limit: int) -> None:
-    table = reads.runs(uri, experiment, limit)
-    if table.empty:
-        st.info(NO_RUNS)
+    table = _runs_or_say(uri, experiment, limit)
+    if table is None:
         return
     run_id = _pick_run(table, "Run", "run")
     details = reads.run_details(uri, run_id)
@@ -93,9 +109,8 @@ def _qlib_report(uri: str, run_id: str) -> None:
 
 
 def compare_view(uri: str, experiment: str, limit: int) -> None:
-    table = reads.runs(uri, experiment, limit)
-    if table.empty:
-        st.info(NO_RUNS)
+    table = _runs_or_say(uri, experiment, limit)
+    if table is None:
         return
     labels = {f"{row.run_name} ({row.run_id[:8]})": row.run_id for row in table.itertuples()}
     chosen = st.multiselect("Runs to compare (two or more)", list(labels), default=list(labels)[:2])
@@ -115,11 +130,10 @@ def compare_view(uri: str, experiment: str, limit: int) -> None:
 
 
 def benchmark_view(uri: str, experiment: str) -> None:
-    parents = reads.parent_runs(uri, experiment, "benchmark")
-    if parents.empty:
-        st.info("No benchmark in this experiment: run `qtrack benchmark` to rank models.")
+    run_id = _pick_parent(uri, experiment, "benchmark", "Benchmark",
+                          "No benchmark in this experiment: run `qtrack benchmark` to rank models.")
+    if run_id is None:
         return
-    run_id = _pick_run(parents.assign(stage="benchmark"), "Benchmark", "benchmark")
     content = reads.artifact_bytes(uri, run_id, "ranking.json")
     if content is None:
         st.info("This benchmark has no ranking (it failed or is still running).")
@@ -141,11 +155,10 @@ def ranking_view(payload: dict) -> None:
 
 
 def sweep_view(uri: str, experiment: str) -> None:
-    parents = reads.parent_runs(uri, experiment, "optimize")
-    if parents.empty:
-        st.info("No sweep in this experiment: run `run_optimization --trials 20` to make one.")
+    run_id = _pick_parent(uri, experiment, "optimize", "Sweep",
+                          "No sweep in this experiment: run `run_optimization --trials 20` to make one.")
+    if run_id is None:
         return
-    run_id = _pick_run(parents.assign(stage="optimize"), "Sweep", "sweep")
     summary_bytes = reads.artifact_bytes(uri, run_id, "optimize.json")
     trials_bytes = reads.artifact_bytes(uri, run_id, "trials.csv")
     if summary_bytes is None or trials_bytes is None:

@@ -68,8 +68,8 @@ def run_benchmark(overrides: list[str], quiet: bool = False,
             results.parent_run_id = parent.run_id
             _log_settings(parent, ctx.cfg, models, seeds)
             _run_jobs(jobs, child_cfgs, data, parent.run_id, metric)
-            _log_parent(parent.client, parent.run_id, results, ctx.run_dir, data)
-        _publish(results, Path(ctx.cfg.output_dir), run_name)
+            table = _log_parent(parent.client, parent.run_id, results, ctx.run_dir, data)
+        _publish(results, table, Path(ctx.cfg.output_dir), run_name)
     _print_ranking(results, ctx.run_dir)
     return results, ctx.run_dir
 
@@ -84,10 +84,9 @@ def _nest_under(enclosing: EnclosingRun | None, cfg: Any) -> str | None:
     return enclosing.run_id
 
 
-def _publish(results: BenchmarkResults, output_dir: Path, run_name: str) -> None:
+def _publish(results: BenchmarkResults, table: Any, output_dir: Path, run_name: str) -> None:
     """The results JSON and ranking chart under `output_dir` (results/benchmarks/), which the dashboard
     reads when MLflow can't be reached; each file appears whole."""
-    table = ranking(results)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{results.experiment}_{run_name}")
     with paths.atomic_file(output_dir / f"{stem}.json") as json_path:
         json_path.write_text(results_payload(results, table))
@@ -175,7 +174,8 @@ def _run_job(index: int, job: Job, cfg: Any, data: Any, parent: str) -> None:
     job.seconds = time.perf_counter() - start
 
 
-def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Path, data: Any) -> None:
+def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Path, data: Any) -> Any:
+    """Log the ranking on the parent run; return it (the ranking table)."""
     finished = [job for job in results.jobs if job.status == "FINISHED"]
     if not finished:
         first = next(job for job in results.jobs if job.error)
@@ -197,6 +197,7 @@ def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Pa
                                           "feature_builds": float(data.cache.stats.builds)})
     client.set_tag(parent, "qtrack.best_model", best_model)
     client.set_tag(parent, "qtrack.benchmark.direction", "higher" if higher_is_better(metric) else "lower")
+    return table
 
 
 def _print_ranking(results: BenchmarkResults, run_dir: Path) -> None:
