@@ -25,16 +25,35 @@ def train(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     cfg: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
+    from_qrun: Path | None = typer.Option(
+        None, "--from-qrun", help="A qrun workflow YAML: print the equivalent qtrack command and run it "
+        "(overrides given here come after the workflow's)."
+    ),
 ) -> None:
     """Fit one model on a dataset and log the whole run (metrics, predictions, model, plots) to MLflow."""
+    args = overrides or []
+    if from_qrun is not None:
+        from qtrack.config.qrun import honoured
+
+        args = _announced("train", honoured(from_qrun).overrides, args)
     if cfg:
         from qtrack.config import compose, to_yaml
 
-        typer.echo(to_yaml(compose("train", overrides or []).cfg), nl=False)
+        typer.echo(to_yaml(compose("train", args).cfg), nl=False)
         return
     from qtrack.stages.train import run_train
 
-    run_train(overrides or [], quiet=quiet)
+    run_train(args, quiet=quiet)
+
+
+def _announced(stage: str, workflow: list[str], given: list[str]) -> list[str]:
+    """The workflow's overrides then the user's, after printing the equivalent command."""
+    from qtrack.config.qrun import command_line
+    from qtrack.console import err
+
+    combined = [*workflow, *given]
+    err.print(f"equivalent: {command_line(stage, combined)}", markup=False, soft_wrap=True)
+    return combined
 
 
 def benchmark(
@@ -43,9 +62,20 @@ def benchmark(
         "`qtrack benchmark report --experiment NAME [--metric M] [--output FILE]` ranks existing runs."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the ranking."),
+    from_qrun: list[Path] | None = typer.Option(
+        None, "--from-qrun", help="qrun workflow YAMLs (repeat the option, or list them after it) that share one "
+        "dataset: their models are ranked side by side."
+    ),
 ) -> None:
     """Fit every model x seed on one dataset and rank them (mean ± std), under one MLflow parent run."""
     args = overrides or []
+    if from_qrun:
+        from qtrack.config.qrun import benchmark_overrides
+
+        is_yaml = [a.endswith((".yaml", ".yml")) for a in args]  # `--from-qrun a.yaml b.yaml` lists the rest after it
+        yamls = [*from_qrun, *(Path(a) for a, listed in zip(args, is_yaml, strict=True) if listed)]
+        rest = [a for a, listed in zip(args, is_yaml, strict=True) if not listed]
+        args = _announced("benchmark", benchmark_overrides(yamls), rest)
     if args and args[0] == "report":
         from qtrack.cli.benchmark_report import report_app
 

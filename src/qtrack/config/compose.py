@@ -159,6 +159,11 @@ def _fill_derived(cfg: Any) -> None:
     if "mlflow" not in cfg:
         return
     cfg.mlflow.tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    if cfg.dataset.get("provider_uri") and cfg.dataset.name.startswith("synthetic"):
+        from qtrack.data.external import default_name
+
+        cfg.dataset.name = default_name(str(cfg.dataset.provider_uri))
+        cfg.dataset.synthetic = None
     if not cfg.mlflow.experiment_name:
         cfg.mlflow.experiment_name = f"{cfg.dataset.name}_{cfg.features.name}"
 

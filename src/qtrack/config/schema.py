@@ -83,6 +83,10 @@ class DatasetSchema:
     market: str = ranged(pattern=SAFE_NAME.pattern, hint=NAME_HINT)
     benchmark: Optional[str] = None
     region: str = ranged(choices=("us", "cn"))
+    # An existing Qlib data directory, read in place; null reads `name` under qtrack's data root.
+    provider_uri: Optional[str] = None
+    # The market's daily price limit (0.095 for China A-shares); backtest.limit_threshold follows it.
+    limit_threshold: Optional[float] = ranged(None, gt=0.0, lt=1.0)
     segments: SegmentsSchema = field(default_factory=SegmentsSchema)
     split: SplitSchema = field(default_factory=SplitSchema)
     cache: bool = MISSING

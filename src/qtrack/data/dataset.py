@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import paths
-from qtrack.data import qlib_format, segments, synthetic, versions
+from qtrack.data import external, qlib_format, segments, synthetic, versions
 from qtrack.errors import QtrackError
 
 SYNTHETIC_PREFIX = "synthetic"
@@ -22,8 +22,12 @@ class DataSource:
 
 
 def ensure_data(dataset_cfg: Any) -> DataSource:
-    """The dataset folder, generating the synthetic market on first use. QtrackError if missing."""
+    """The dataset folder, generating the synthetic market on first use. QtrackError if missing.
+    With `provider_uri`, an existing Qlib directory read in place (nothing is leased or written there)."""
     name = dataset_cfg.name
+    if dataset_cfg.get("provider_uri"):
+        root = external.checked_root(str(dataset_cfg.provider_uri))
+        return DataSource(name=name, path=root, fingerprint=external.stat_fingerprint(root))
     target = paths.dataset_dir(name)
     if name.startswith(SYNTHETIC_PREFIX) and dataset_cfg.get("synthetic") is not None:
         spec = synthetic.SyntheticSpec(**dict(dataset_cfg.synthetic))

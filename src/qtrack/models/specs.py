@@ -22,7 +22,8 @@ class ModelSpec:
 
 def model_spec(model_cfg: dict, seed: int) -> ModelSpec:
     """Split the model config into constructor and fit() arguments and plant the seed."""
-    hyper = model_hyperparameters(model_cfg)
+    # null means "not passed": the model class's own default applies (train --from-qrun relies on it)
+    hyper = {k: v for k, v in model_hyperparameters(model_cfg).items() if v is not None}
     fit_keys = set(model_cfg.get("fit_keys") or [])
     init_kwargs = {k: v for k, v in hyper.items() if k not in fit_keys}
     fit_kwargs = {k: v for k, v in hyper.items() if k in fit_keys}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from qtrack import paths
-from qtrack.data import qlib_format, versions
+from qtrack.data import external, qlib_format, versions
 from qtrack.errors import QtrackError
 from qtrack.runtime import init_qlib
 from qtrack.tracking import registry
@@ -40,11 +40,7 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
     client, uri = registry.connect(tracking_uri)
     version = registry.resolve(client, reference)
     pipeline = registry.load_pipeline(client, version)
-    name = data or pipeline.dataset_name
-    root = paths.dataset_dir(name)
-    if not (root / "calendars" / "day.txt").is_file():
-        raise QtrackError(f"dataset '{name}' not found under {paths.data_root()} (see qtrack data list)")
-    root = versions.lease(root)
+    root = _data_root(data, pipeline)
     calendar = qlib_format.read_calendar(root)
     first, last = _window(calendar, start, end)
     init_qlib(root, pipeline.region, uri, "qtrack-predict")
@@ -61,6 +57,18 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
         instruments=scores.index.get_level_values("instrument").nunique(),
         days=scores.index.get_level_values("datetime").nunique(), start=first, end=last, output=output.resolve(),
     )
+
+
+def _data_root(data: str | None, pipeline: registry.Pipeline) -> Path:
+    """--data (a dataset name), else the model's own data: its Qlib directory read in place, or its name
+    under the data root (leased while read)."""
+    if data is None and pipeline.provider_uri:
+        return external.checked_root(pipeline.provider_uri)
+    name = data or pipeline.dataset_name
+    root = paths.dataset_dir(name)
+    if not (root / "calendars" / "day.txt").is_file():
+        raise QtrackError(f"dataset '{name}' not found under {paths.data_root()} (see qtrack data list)")
+    return versions.lease(root)
 
 
 def ranked_list(scores: pd.Series, day: str, topk: int) -> pd.DataFrame:

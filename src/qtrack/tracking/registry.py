@@ -110,6 +110,7 @@ class Pipeline:
     run_id: str
     dataset_name: str
     region: str
+    provider_uri: str | None = None  # an existing Qlib directory the model was trained on, read in place
 
 
 def load_pipeline(client: Any, version: Any) -> Pipeline:
@@ -130,7 +131,12 @@ def load_pipeline(client: Any, version: Any) -> Pipeline:
             dataset = load_pickle(Path(dataset_path))
     params = client.get_run(run_id).data.params
     return Pipeline(model=model, dataset=dataset, run_id=run_id, dataset_name=params.get("dataset.name", ""),
-                    region=params.get("dataset.region", "us"))
+                    region=params.get("dataset.region", "us"),
+                    provider_uri=_given(params.get("dataset.provider_uri")))
+
+
+def _given(param: str | None) -> str | None:
+    return None if param in (None, "", "None", "null") else param
 
 
 class _MovedModulesUnpickler(pickle.Unpickler):

@@ -1,0 +1,246 @@
+"""A Qlib user's own data directory and qrun workflows, as they are.
+
+The Qlib directory here is written by the test itself (numpy to Qlib's .bin layout), not by qtrack's importer:
+24 stocks in a `csi300` market, an `SH000300` index and 330 trading days. qrun itself runs on one workflow,
+and `qtrack train --from-qrun` on the same file must give the same IC and backtest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from helpers import TINY, run_cli, tracking_uri
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+QLIB_LIGHTGBM_WORKFLOW = FIXTURES / "workflow_config_lightgbm_Alpha158.yaml"
+STOCKS = [f"SH6000{n:02d}" for n in range(24)]
+INDEX = "SH000300"
+SEGMENTS = {"train": ["2015-01-05", "2015-08-31"], "valid": ["2015-09-03", "2015-11-30"],
+            "test": ["2015-12-03", "2016-03-25"]}  # label-horizon gaps between them, as qtrack keeps
+SIGNAL_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
+
+
+def write_qlib_directory(root: Path, seed: int = 7) -> Path:
+    """Qlib's daily layout: calendars/day.txt, instruments/<market>.txt, features/<code>/<field>.day.bin."""
+    rng = np.random.default_rng(seed)
+    calendar = pd.bdate_range("2015-01-05", periods=330)
+    (root / "calendars").mkdir(parents=True)
+    (root / "calendars" / "day.txt").write_text("\n".join(calendar.strftime("%Y-%m-%d")) + "\n")
+    closes = {}
+    for code in STOCKS:
+        drift = rng.normal(0, 0.02, len(calendar)) + 0.004 * np.sin(np.arange(len(calendar)) / (3 + len(closes)))
+        closes[code] = 10 * np.exp(np.cumsum(drift))
+    closes[INDEX] = np.mean(list(closes.values()), axis=0) * 300
+    for code, close in closes.items():
+        previous = np.concatenate([[close[0]], close[:-1]])
+        open_ = previous * (1 + rng.normal(0, 0.004, len(close)))
+        high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.005, len(close))))
+        low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.005, len(close))))
+        fields = {"open": open_, "high": high, "low": low, "close": close, "vwap": (high + low + close) / 3,
+                  "volume": 1e6 * np.exp(rng.normal(0, 0.3, len(close))), "factor": np.ones(len(close)),
+                  "change": close / previous - 1}
+        fields["change"][0] = np.nan
+        folder = root / "features" / code.lower()
+        folder.mkdir(parents=True)
+        for name, values in fields.items():
+            np.concatenate([[0.0], values]).astype("<f4").tofile(folder / f"{name}.day.bin")
+    span = f"{calendar[0]:%Y-%m-%d}\t{calendar[-1]:%Y-%m-%d}"
+    (root / "instruments").mkdir()
+    (root / "instruments" / "csi300.txt").write_text("".join(f"{code}\t{span}\n" for code in STOCKS))
+    (root / "instruments" / "all.txt").write_text("".join(f"{code}\t{span}\n" for code in [*STOCKS, INDEX]))
+    return root
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def latest_run(uri: str, experiment: str):
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment}"
+    return client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])[0]
+
+
+def workflow(data: Path, uri: str, model: dict) -> dict:
+    """Qlib's LightGBM benchmark workflow, pointed at the test's directory, segments and store."""
+    base = yaml.safe_load(QLIB_LIGHTGBM_WORKFLOW.read_text())
+    base["qlib_init"] = {"provider_uri": str(data), "region": "cn", "exp_manager": {
+        "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+        "kwargs": {"uri": uri, "default_exp_name": "qrun"}}}
+    task = base["task"]
+    task["model"] = model
+    handler = task["dataset"]["kwargs"]["handler"]["kwargs"]
+    handler.update(start_time=SEGMENTS["train"][0], end_time=SEGMENTS["test"][1], fit_start_time=SEGMENTS["train"][0],
+                   fit_end_time=SEGMENTS["train"][1])
+    task["dataset"]["kwargs"]["segments"] = SEGMENTS
+    port = task["record"][2]["kwargs"]["config"]
+    port["strategy"]["kwargs"].update(topk=8, n_drop=2)
+    port["backtest"].update(start_time=SEGMENTS["test"][0], end_time=SEGMENTS["test"][1])
+    return base
+
+
+LIGHTGBM = {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",
+            "kwargs": {"loss": "mse", "learning_rate": 0.1, "num_leaves": 15, "max_depth": 4, "num_threads": 2,
+                       "num_boost_round": 60, "early_stopping_rounds": 10}}
+XGBOOST = {"class": "XGBModel", "module_path": "qlib.contrib.model.xgboost",
+           "kwargs": {"eta": 0.1, "max_depth": 4, "nthread": 2, "eval_metric": "rmse"}}
+
+
+@pytest.fixture(scope="module")
+def qlib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_qlib_directory(tmp_path_factory.mktemp("qlib") / "qlib_tiny")
+
+
+@pytest.fixture(scope="module")
+def qrun_and_qtrack(qlib_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """qrun and `qtrack train --from-qrun` on one workflow file, both logging to the store it names."""
+    work = tmp_path_factory.mktemp("from-qrun")
+    uri = tracking_uri(work)
+    path = work / "workflow_config_lightgbm_Alpha158.yaml"
+    path.write_text(yaml.safe_dump(workflow(qlib_dir, uri, LIGHTGBM), sort_keys=False))
+    env = {"QTRACK_DATA_ROOT": str(work / "data")}
+    qrun = run_cli([str(path)], cwd=work, env=env, program="qrun")
+    assert qrun.code == 0, qrun.stderr[-3000:]
+    qtrack = run_cli(["train", "--from-qrun", str(path), "mlflow.experiment_name=qtrack", "-q"], cwd=work, env=env)
+    assert qtrack.code == 0, qtrack.stderr
+    return work, path, uri, qtrack
+
+
+def test_from_qrun_gives_qruns_ic_and_backtest_on_the_same_workflow(qrun_and_qtrack) -> None:
+    _, _, uri, _ = qrun_and_qtrack
+    theirs, ours = latest_run(uri, "workflow"), latest_run(uri, "qtrack")
+    backtest = sorted(k for k in theirs.data.metrics if k.startswith("1day."))
+    assert "1day.excess_return_with_cost.annualized_return" in backtest
+    for key in (*SIGNAL_METRICS, *backtest):
+        assert ours.data.metrics[key] == pytest.approx(theirs.data.metrics[key], rel=1e-9, abs=1e-12), key
+    assert ours.data.params["dataset.benchmark"] == INDEX
+    assert ours.data.params["model.seed_key"] == "null"  # the workflow plants no seed, so neither does qtrack
+
+
+def test_the_printed_command_is_the_same_run(qrun_and_qtrack) -> None:
+    work, path, _, qtrack = qrun_and_qtrack
+    line = next(line for line in qtrack.stderr.splitlines() if line.startswith("equivalent: "))
+    printed = shlex.split(line.removeprefix("equivalent: "))
+    assert printed[:2] == ["qtrack", "train"] and printed[-1] == "mlflow.experiment_name=qtrack"
+    env = {"QTRACK_DATA_ROOT": str(work / "data")}
+    from_file = run_cli(["train", "--from-qrun", str(path), "--cfg"], cwd=work, env=env)
+    from_printed = run_cli([*printed[1:], "--cfg"], cwd=work, env=env)
+    assert from_file.code == from_printed.code == 0, from_printed.stderr
+    assert yaml.safe_load(from_printed.stdout) == {**yaml.safe_load(from_file.stdout),
+                                                   "mlflow": yaml.safe_load(from_printed.stdout)["mlflow"]}
+    assert yaml.safe_load(from_printed.stdout)["mlflow"]["experiment_name"] == "qtrack"
+
+
+def test_benchmark_from_qrun_ranks_each_workflows_model(qrun_and_qtrack, qlib_dir: Path) -> None:
+    work, path, uri, _ = qrun_and_qtrack
+    xgb = work / "workflow_config_xgboost_Alpha158.yaml"
+    xgb.write_text(yaml.safe_dump(workflow(qlib_dir, uri, XGBOOST), sort_keys=False))
+    result = run_cli(["benchmark", "--from-qrun", str(path), str(xgb), "mlflow.experiment_name=bench", "-q"],
+                     cwd=work, env={"QTRACK_DATA_ROOT": str(work / "data")})
+    assert result.code == 0, result.stderr
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("bench").experiment_id
+    children = {run.data.params["model.name"]: run
+                for run in client.search_runs([experiment], "tags.`qtrack.benchmark.job` != ''")}
+    assert set(children) == {"lightgbm", "xgboost"}
+    assert children["xgboost"].data.params["model.eta"] == "0.1"
+    # the benchmark's lightgbm child is the workflow's model: the same IC as the single train
+    single = latest_run(uri, "qtrack")
+    assert children["lightgbm"].data.metrics["IC"] == pytest.approx(single.data.metrics["IC"], rel=1e-9)
+
+
+def test_keys_qtrack_cant_honour_are_named_in_one_line(qlib_dir: Path, workspace: Path) -> None:
+    flow = workflow(qlib_dir, tracking_uri(workspace), LIGHTGBM)
+    flow["task"]["record"][1]["kwargs"]["ana_long_short"] = True
+    flow["task"]["record"][2]["kwargs"]["config"]["strategy"]["kwargs"]["hold_thresh"] = 3
+    flow["task"]["dataset"]["kwargs"]["handler"]["kwargs"]["inst_processors"] = [{"class": "Resample"}]
+    path = workspace / "workflow.yaml"
+    path.write_text(yaml.safe_dump(flow))
+    result = run_cli(["train", "--from-qrun", str(path)], cwd=workspace)
+    assert result.code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for key in ("task.record[1].kwargs", "strategy.kwargs.hold_thresh", "handler.kwargs.inst_processors"):
+        assert key in result.stderr
+    assert not (workspace / "mlruns").exists()  # refused before any run
+
+
+def test_train_reads_a_qlib_directory_in_place_with_the_csi300_preset(qlib_dir: Path, workspace: Path) -> None:
+    before = tree_state(qlib_dir)
+    args = ["train", "dataset=csi300", f"dataset.provider_uri={qlib_dir}", "model=linear", *TINY[3:], "-q",
+            *(f"dataset.segments.{name}=[{a},{b}]" for name, (a, b) in SEGMENTS.items())]
+    cold = run_cli(args, cwd=workspace)
+    assert cold.code == 0, cold.stderr
+    warm = run_cli(args, cwd=workspace)
+    assert warm.code == 0, warm.stderr
+    assert tree_state(qlib_dir) == before  # read in place, never written
+    assert (workspace / "data" / ".cache" / "csi300").is_dir()  # the cache lives under qtrack's data root
+    runs = MlflowClient(tracking_uri(workspace)).search_runs(
+        [MlflowClient(tracking_uri(workspace)).get_experiment_by_name("csi300_alpha158").experiment_id],
+        order_by=["attributes.start_time ASC"])
+    assert [run.data.tags["qtrack.feature_cache"] for run in runs] == ["miss", "hit"]
+    params = runs[0].data.params
+    assert (params["dataset.provider_uri"], params["dataset.benchmark"]) == (str(qlib_dir), INDEX)
+    assert (params["dataset.region"], params["backtest.limit_threshold"]) == ("cn", "0.095")
+    assert runs[0].data.metrics["1day.excess_return_with_cost.annualized_return"] == pytest.approx(
+        runs[1].data.metrics["1day.excess_return_with_cost.annualized_return"])
+
+    registered = run_cli(["register", runs[0].info.run_id, "--name", "cn", "--alias", "champion"], cwd=workspace)
+    assert registered.code == 0, registered.stderr
+    tomorrow = run_cli(["predict", "--model", "cn@champion", "--latest", "--output", "tomorrow.csv"], cwd=workspace)
+    assert tomorrow.code == 0, tomorrow.stderr  # from the model's own Qlib directory, not the data root
+    ranked = pd.read_csv(workspace / "tomorrow.csv")
+    assert set(ranked["instrument"]) == set(STOCKS) and ranked["datetime"].nunique() == 1
+    assert tree_state(qlib_dir) == before
+
+    changed = qlib_dir / "features" / STOCKS[0].lower() / "close.day.bin"
+    stat = changed.stat()
+    try:
+        os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        after_change = run_cli(args, cwd=workspace)
+    finally:
+        os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert after_change.code == 0, after_change.stderr
+    newest = latest_run(tracking_uri(workspace), "csi300_alpha158")
+    assert newest.data.tags["qtrack.feature_cache"] == "miss"  # a changed directory misses the cache
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("missing", "no directory at"),
+        ("no_calendar", "calendars/day.txt is missing"),
+        ("no_market", "market 'csi300' not in dataset"),
+    ],
+)
+def test_a_broken_qlib_directory_is_one_line_and_exit_2(breakage: str, message: str, qlib_dir: Path,
+                                                        workspace: Path) -> None:
+    broken = workspace / "broken"
+    if breakage != "missing":
+        write_qlib_directory(broken)
+        (broken / ("calendars/day.txt" if breakage == "no_calendar" else "instruments/csi300.txt")).unlink()
+    result = run_cli(["train", "dataset=csi300", f"dataset.provider_uri={broken}"], cwd=workspace)
+    assert result.code == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+
+
+def test_the_csi300_preset_is_qlibs_benchmark_setting(workspace: Path) -> None:
+    """`dataset=csi300` composes to what Qlib's own LightGBM Alpha158 workflow says (data, market, benchmark,
+    segments, topk/n_drop, costs and the 0.095 limit)."""
+    preset = run_cli(["train", "dataset=csi300", "--cfg"], cwd=workspace)
+    qlibs = run_cli(["train", "--from-qrun", str(QLIB_LIGHTGBM_WORKFLOW), "--cfg"], cwd=workspace)
+    assert preset.code == qlibs.code == 0, qlibs.stderr
+    ours, theirs = yaml.safe_load(preset.stdout), yaml.safe_load(qlibs.stdout)
+    for section, ignored in (("dataset", {"name", "limit_threshold", "synthetic"}), ("backtest", set())):
+        assert {k: v for k, v in ours[section].items() if k not in ignored} == {
+            k: v for k, v in theirs[section].items() if k not in ignored}, section
+    assert json.dumps(ours["features"]["learn_processors"]) == json.dumps(theirs["features"]["learn_processors"])
