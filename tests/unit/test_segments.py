@@ -65,3 +65,31 @@ def test_bad_segments_are_rejected(given, message):
 def test_too_short_calendar_is_rejected():
     with pytest.raises(QtrackError, match="too short"):
         segments.resolve(CALENDAR[:15], NONE, SPLIT, 2)
+
+
+def test_walk_forward_tiles_the_labelled_days_after_the_first_test_day() -> None:
+    from qtrack.data.segments import walk_forward
+
+    days = pd.bdate_range("2020-01-01", periods=200)
+    windows = walk_forward(days, first_test=str(days[100].date()), step=30, train_window=None, valid_days=20,
+                           horizon=2)
+    tested = [day for w in windows for day in days[(days >= w.segments.test[0]) & (days <= w.segments.test[1])]]
+    assert tested == list(days[100:198])  # each labelled day from the first test day, once
+    for window in windows:
+        train, valid, test = window.segments.train, window.segments.valid, window.segments.test
+        assert train[0] == days[0]
+        assert days.get_loc(valid[0]) - days.get_loc(train[1]) == 3  # two days of labels, then the next segment
+        assert days.get_loc(test[0]) - days.get_loc(valid[1]) == 3
+    fixed = walk_forward(days, first_test=None, step=30, train_window=50, valid_days=20, horizon=2)
+    assert fixed[0].segments.test[0] == days[98]  # half-way through the labelled days
+    assert all(days.get_loc(w.segments.train[1]) - days.get_loc(w.segments.train[0]) == 49 for w in fixed)
+
+
+@pytest.mark.parametrize(("first_test", "message"), [("2019-06-03", "outside the labelled calendar"),
+                                                     ("2020-01-20", "leaves 0 training days")])
+def test_walk_forward_refuses_a_first_test_day_it_cant_honour(first_test: str, message: str) -> None:
+    from qtrack.data.segments import walk_forward
+
+    days = pd.bdate_range("2020-01-01", periods=200)
+    with pytest.raises(QtrackError, match=message):
+        walk_forward(days, first_test=first_test, step=30, train_window=None, valid_days=20, horizon=2)

@@ -130,6 +130,20 @@ def retrain(
     run_retrain(overrides or [], quiet=quiet)
 
 
+def rolling(
+    overrides: list[str] | None = typer.Argument(
+        None, help="rolling.step=63 rolling.train_window=expanding|N rolling.valid_days=63 "
+        "rolling.first_test_day=YYYY-MM-DD, then any train override."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
+) -> None:
+    """Walk-forward evaluation: refit every rolling.step days, judged on the stitched out-of-sample record,
+    beside the same model's static split."""
+    from qtrack.stages.rolling import run_rolling
+
+    run_rolling(overrides or [], quiet=quiet)
+
+
 def backtest(
     pred: Path = typer.Option(..., "--pred", help="Predictions: .csv, .parquet or .pkl with datetime, instrument, "
                               "score."),
@@ -159,3 +173,4 @@ def add_to(app: typer.Typer) -> None:
     app.command(epilog=epilog, context_settings=PASS_THROUGH)(benchmark)
     app.command(epilog=epilog, context_settings=PASS_THROUGH)(optimize)
     app.command(epilog=epilog, context_settings=PASS_THROUGH)(retrain)
+    app.command(epilog=epilog, context_settings=PASS_THROUGH)(rolling)

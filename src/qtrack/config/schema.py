@@ -159,6 +159,16 @@ class RetrainSchema:
     summary: Optional[str] = None
 
 
+@dataclass
+class RollingSchema:
+    enabled: bool = MISSING
+    step: int = ranged(ge=5)
+    train_window: str = ranged(pattern=r"expanding|[1-9][0-9]*", hint="expanding or a number of trading days")
+    valid_days: int = ranged(ge=5)
+    first_test_day: Optional[str] = None
+    compare_static: bool = MISSING
+
+
 SCHEMAS = {
     "dataset": DatasetSchema,
     "features": FeaturesSchema,
@@ -166,6 +176,7 @@ SCHEMAS = {
     "mlflow": MlflowSchema,
     "optimize": OptimizeSchema,
     "retrain": RetrainSchema,
+    "rolling": RollingSchema,
 }
 
 TOP_LEVEL = {"seed": Range(ge=0), "kernels": Range(ge=1)}

@@ -135,3 +135,47 @@ def _shift(calendar: pd.DatetimeIndex, day: pd.Timestamp, offset: int) -> pd.Tim
     """The trading day `offset` days from `day`, or None before the calendar's start."""
     position = int(calendar.searchsorted(day)) + offset
     return calendar[position] if position >= 0 else None
+
+
+@dataclass(frozen=True)
+class Window:
+    """One walk-forward window: its train/valid/test spans (label-horizon gaps between them)."""
+
+    index: int
+    segments: Segments
+
+
+def walk_forward(calendar: pd.DatetimeIndex, *, first_test: str | None, step: int, train_window: int | None,
+                 valid_days: int, horizon: int) -> list[Window]:
+    """Test slices of `step` trading days from `first_test` (default: half-way through the labelled days) to
+    the last labelled day, each with a valid span of `valid_days` ending `horizon` days before it and a train
+    span ending `horizon` days before that: from the calendar's start (`train_window` None, expanding) or
+    the last `train_window` days. No label of a window's train or valid days reaches its test slice."""
+    last_labelled = len(calendar) - 1 - horizon
+    if first_test is None:
+        start = last_labelled // 2
+    else:
+        day = pd.Timestamp(str(first_test))
+        start = int(calendar.searchsorted(day))
+        if not calendar[0] <= day <= calendar[last_labelled]:
+            raise QtrackError(f"rolling.first_test_day {day.date()} lies outside the labelled calendar "
+                              f"[{calendar[0].date()}, {calendar[last_labelled].date()}]")
+    windows = []
+    for index, test_start in enumerate(range(start, last_labelled + 1, step)):
+        test_end = min(test_start + step - 1, last_labelled)
+        valid_end = test_start - horizon - 1
+        valid_start = valid_end - valid_days + 1
+        train_end = valid_start - horizon - 1
+        train_start = 0 if train_window is None else max(0, train_end - train_window + 1)
+        if train_end - train_start + 1 < MIN_TRAIN_DAYS:
+            raise QtrackError(
+                f"rolling: the first test day {calendar[start].date()} leaves {max(0, train_end - train_start + 1)} "
+                f"training days (at least {MIN_TRAIN_DAYS}); choose a later rolling.first_test_day or fewer "
+                "rolling.valid_days"
+            )
+        spans = [(train_start, train_end), (valid_start, valid_end), (test_start, test_end)]
+        windows.append(Window(index, Segments(*((calendar[a], calendar[b]) for a, b in spans))))
+    return windows
+
+
+MIN_TRAIN_DAYS = 20

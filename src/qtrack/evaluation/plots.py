@@ -35,6 +35,19 @@ def daily_ic_plot(ic: pd.Series, path: Path) -> Path:
     return _save(plt, fig, ax, "Daily IC, test segment", path)
 
 
+def window_ic_plot(table: pd.DataFrame, path: Path) -> Path:
+    """Rolling: each window's test-slice IC (bars), and the static split's IC on the same slice (dots)."""
+    plt, fig, ax = _figure()
+    labels = [str(day) for day in table["test_start"]]
+    ax.bar(labels, table["IC"], color="tab:blue", alpha=0.7, label="rolling (refitted) IC")
+    if "static IC" in table:
+        ax.plot(labels, table["static IC"], "o", color="tab:orange", label="static split IC")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("test slice start")
+    ax.tick_params(axis="x", labelrotation=45)
+    return _save(plt, fig, ax, "IC per walk-forward window", path)
+
+
 def _save(plt, fig, ax, title: str, path: Path) -> Path:
     ax.set_title(title)
     ax.legend(loc="best")

@@ -43,6 +43,21 @@ def run_records(cfg: Any, data: Any, model: Any, recorder: Any) -> None:
         record(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
 
 
+def analyse_predictions(cfg: Any, data: Any, recorder: Any, scores: Any, label: Any) -> None:
+    """Qlib's SigAnaRecord and the backtest of given predictions (a `score` Series by datetime and
+    instrument) over data.segments' test span, on an open recorder: `backtest --pred` and rolling's stitch."""
+    from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord
+
+    from qtrack.evaluation import portfolio_record, qlib_fixes
+
+    recorder.save_objects(**{"pred.pkl": scores.to_frame("score"), "label.pkl": label})
+    qlib_fixes.apply()
+    record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
+    with QLIB_DATA_LOCK:
+        SigAnaRecord(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()
+        record(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
+
+
 def backtest_config(cfg: Any, data: Any) -> dict:
     """Qlib's backtest config from the `backtest` group, on the test segment."""
     bt = cfg.backtest

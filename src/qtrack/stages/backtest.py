@@ -138,10 +138,8 @@ def _label(cfg: Any, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
 
 def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFrame, data: Any,
                  fingerprint: str) -> BacktestResult:
-    from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord
-
     from qtrack import config
-    from qtrack.evaluation import portfolio_record, qlib_fixes, records
+    from qtrack.evaluation import records
     from qtrack.tracking import params as tracking
     from qtrack.tracking.recorder import CachingRecorder
     from qtrack.tracking.runs import run_context, run_tags
@@ -157,12 +155,7 @@ def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFra
         tracking.log_params(active.client, active.run_id, tracking.flatten(
             {"backtest": container["backtest"], "dataset": {"name": cfg.dataset.name, "market": cfg.dataset.market},
              "segments": {"test": ",".join(data.segments.as_dict()["test"])}}))
-        recorder.save_objects(**{"pred.pkl": scores.to_frame("score"), "label.pkl": label})
-        qlib_fixes.apply()
-        record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
-        with records.QLIB_DATA_LOCK:
-            SigAnaRecord(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()
-            record(recorder=recorder, config=records.backtest_config(cfg, data), risk_analysis_freq="day").generate()
+        records.analyse_predictions(cfg, data, recorder, scores, label)
     metrics = active.client.get_run(active.run_id).data.metrics
     start, end = data.segments.as_dict()["test"]
     return BacktestResult(active.run_id, run_name, cfg.mlflow.experiment_name, uri, dict(metrics), start, end)

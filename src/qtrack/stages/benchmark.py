@@ -38,7 +38,8 @@ from qtrack.tracking import params as tracking
 from qtrack.tracking.names import higher_is_better
 from qtrack.tracking.runs import run_context, run_tags
 
-BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides", "output_dir")
+BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides", "output_dir", "rolling")
+ROLLING_SWITCH = re.compile(r"(\+{0,2})rolling=(true|false|True|False)")
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,14 @@ class EnclosingRun:
 
 def run_benchmark(overrides: list[str], quiet: bool = False,
                   enclosing: EnclosingRun | None = None) -> tuple[BenchmarkResults, Path]:
+    overrides = [_rolling_switch(item) for item in overrides]
     with stage("benchmark", overrides, check=benchmark_settings) as ctx:
         models, seeds, metric, per_model = benchmark_settings(ctx.cfg)
         jobs = [Job(model=m, seed=s) for m in models for s in seeds]
         child_cfgs = _derive_children(ctx.cfg, jobs, per_model)
+        walk = _Walk.plan(ctx.cfg)
+        if walk is not None:
+            child_cfgs = {index: walk.base(cfg) for index, cfg in child_cfgs.items()}
         steps = Steps(quiet=quiet)
         data = prepare(child_cfgs[min(child_cfgs)], steps)
         results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name)
@@ -67,11 +72,46 @@ def run_benchmark(overrides: list[str], quiet: bool = False,
                          parent_run_id=_nest_under(enclosing, ctx.cfg)) as parent:
             results.parent_run_id = parent.run_id
             _log_settings(parent, ctx.cfg, models, seeds)
-            _run_jobs(jobs, child_cfgs, data, parent.run_id, metric)
+            _run_jobs(jobs, child_cfgs, data, parent.run_id, metric, walk)
             table = _log_parent(parent.client, parent.run_id, results, ctx.run_dir, data)
         _publish(results, table, Path(ctx.cfg.output_dir), run_name)
     _print_ranking(results, ctx.run_dir)
     return results, ctx.run_dir
+
+
+def _rolling_switch(item: str) -> str:
+    """`rolling=true` (the switch users type) is `rolling.enabled=true` in the config."""
+    match = ROLLING_SWITCH.fullmatch(item)
+    return f"rolling.enabled={match.group(2).lower()}" if match else item
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """`rolling.enabled`: every job is ranked on its walk-forward record (stages.rolling) instead of one split."""
+
+    windows: list
+    settings: dict
+
+    @classmethod
+    def plan(cls, cfg: Any) -> _Walk | None:
+        from qtrack.stages.rolling import plan_windows
+
+        if not cfg.rolling.enabled:
+            return None
+        return cls(plan_windows(cfg), config.to_container(cfg.rolling))
+
+    def base(self, cfg: Any) -> Any:
+        from qtrack.stages.rolling import base_config
+
+        return base_config(cfg, self.windows)
+
+    def record(self, cfg: Any, data: Any, *, run_name: str, steps: Steps, parent_run_id: str,
+               extra_tags: dict[str, str], on_start: Any) -> Any:
+        from qtrack.stages.rolling import rolling_record
+
+        run, _ = rolling_record(cfg, self.windows, data, steps, settings=self.settings, run_name=run_name,
+                                parent_run_id=parent_run_id, extra_tags=extra_tags, on_start=on_start)
+        return run
 
 
 def _nest_under(enclosing: EnclosingRun | None, cfg: Any) -> str | None:
@@ -140,13 +180,13 @@ def _log_settings(parent: Any, cfg: Any, models: list[str], seeds: list[int]) ->
     tracking.log_params(parent.client, parent.run_id, params)
 
 
-def _run_jobs(jobs: list[Job], cfgs: dict[int, Any], data: Any, parent: str, metric: str) -> None:
+def _run_jobs(jobs: list[Job], cfgs: dict[int, Any], data: Any, parent: str, metric: str, walk: _Walk | None) -> None:
     from rich.markup import escape
 
     started, total = time.perf_counter(), len(jobs)
     for index, job in enumerate(jobs):
         if index in cfgs:
-            _run_job(index, job, cfgs[index], data, parent)
+            _run_job(index, job, cfgs[index], data, parent, walk)
         done = index + 1
         outcome = (f"[red]failed[/]: {escape(job.error or '')}" if job.status == "FAILED"
                    else f"{metric} {job.metrics.get(metric, float('nan')):.4f} ({job.seconds:.1f}s)")
@@ -159,13 +199,14 @@ def _eta(started: float, done: int, total: int) -> str:
     return f"{int(left // 60)}m{int(left % 60):02d}s"
 
 
-def _run_job(index: int, job: Job, cfg: Any, data: Any, parent: str) -> None:
+def _run_job(index: int, job: Job, cfg: Any, data: Any, parent: str, walk: _Walk | None) -> None:
     start = time.perf_counter()
     job.run_name = f"{job.model}-job{index}"
+    evaluate = fit_and_evaluate if walk is None else walk.record
     try:
-        result = fit_and_evaluate(cfg, data, run_name=job.run_name, steps=Steps(quiet=True),
-                                  parent_run_id=parent, extra_tags={"qtrack.benchmark.job": str(index)},
-                                  on_start=lambda run_id: setattr(job, "run_id", run_id))
+        result = evaluate(cfg, data, run_name=job.run_name, steps=Steps(quiet=True),
+                          parent_run_id=parent, extra_tags={"qtrack.benchmark.job": str(index)},
+                          on_start=lambda run_id: setattr(job, "run_id", run_id))
     except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
         job.status, job.error = "FAILED", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     else:
