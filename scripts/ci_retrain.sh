@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Scheduled retrain, as a CI job runs it: import the newest prices, retrain, keep the JSON summary.
+# The daily job, as a CI cron runs it: bring in the newest prices (import the first time, then `data update`:
+# new days appended, restated symbols rewritten), retrain, keep the JSON summary, and write tomorrow's ranked
+# list from the champion.
 #
 #   scripts/ci_retrain.sh PRICES_DIR [OVERRIDES...]
 #
@@ -9,6 +11,7 @@
 #   QTRACK_DATASET      dataset name (default: prices)
 #   QTRACK_MARKET_FILE  optional symbols or constituents file for a market named `universe`
 #   QTRACK_SUMMARY      where the JSON summary goes (default: retrain-summary.json)
+#   QTRACK_TOMORROW     where tomorrow's ranked list goes (default: tomorrow.csv)
 #   QTRACK              the qtrack executable (default: .venv/bin/qtrack, built by `make .venv/.installed`)
 # Exit codes are qtrack retrain's: 0 done (promoted, kept or no new data), 2 bad config or data,
 # 3 tracking server or registry unreachable, 4 another retrain of the same model is running.
@@ -24,5 +27,11 @@ market=()
 if [[ -n "${QTRACK_MARKET_FILE:-}" ]]; then
   market=(--market "universe=${QTRACK_MARKET_FILE}")
 fi
-"$qtrack" data import "$prices" --name "$dataset" "${market[@]}"
+if "$qtrack" data info "$dataset" >/dev/null 2>&1; then
+  "$qtrack" data update "$prices" --name "$dataset"
+else
+  "$qtrack" data import "$prices" --name "$dataset" "${market[@]}"
+fi
 "$qtrack" retrain "dataset.name=${dataset}" "retrain.summary=${summary}" "$@"
+model="$(sed -n 's/^ *"model": "\(.*\)",\{0,1\}$/\1/p' "$summary" | head -n 1)"
+"$qtrack" predict --model "${model}@champion" --latest --output "${QTRACK_TOMORROW:-tomorrow.csv}"

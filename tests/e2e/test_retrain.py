@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import SAMPLE, needs_sample, run_cli, tracking_uri
+from helpers import cut_sample, needs_sample, run_cli, tracking_uri
 
 # Real trainings on the S&P sample; `make test-fast` leaves them out.
 pytestmark = [pytest.mark.slow, needs_sample]
@@ -20,24 +19,18 @@ RETRAIN = ["retrain", "dataset.name=sp500", "retrain.train_days=500", "retrain.v
            "retrain.holdout_days=120", "model.num_boost_round=50", "mlflow.qlib_report=false"]
 
 
-def cut_sample(destination: Path, last_day: str) -> Path:
-    """The sample with every price file cut after `last_day` (files that are not price tables as they are)."""
-    destination.mkdir(parents=True)
-    for path in SAMPLE.glob("*.csv"):
-        try:
-            frame = pd.read_csv(path)
-            frame = frame[pd.to_datetime(frame["timestamp"]) <= last_day]
-        except (KeyError, ValueError, pd.errors.ParserError):
-            shutil.copy(path, destination / path.name)
-            continue
-        frame.to_csv(destination / path.name, index=False)
-    return destination
-
-
 def import_cut(root: Path, last_day: str) -> None:
     source = cut_sample(root / f"cut-{last_day}", last_day)
     result = run_cli(["data", "import", str(source), "--name", "sp500"], cwd=root, env=env_for(root))
     assert result.code == 0, result.stderr[-2000:]
+
+
+def update_cut(root: Path, last_day: str) -> str:
+    folder = root / f"cut-{last_day}"
+    source = folder if folder.is_dir() else cut_sample(folder, last_day)
+    result = run_cli(["data", "update", str(source), "--name", "sp500"], cwd=root, env=env_for(root))
+    assert result.code == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def env_for(root: Path) -> dict[str, str]:
@@ -57,7 +50,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory):
     import_cut(root, "2015-12-31")
     first, _ = retrain(root, "sp", "first.json")
     retrain(root, "sp-kept", "kept-first.json")
-    import_cut(root, "2016-12-31")
+    update_cut(root, "2016-12-31")  # the daily job: new prices in, retrain, then tomorrow's list
     second, _ = retrain(root, "sp", "second.json")
     kept, _ = retrain(root, "sp-kept", "kept-second.json", "retrain.min_improvement=1")  # nothing beats by 1
     assert kept["decision"] == "kept"
@@ -120,6 +113,7 @@ def test_a_retrain_without_new_data_does_nothing(flow):
     root, _, _ = flow
     client = MlflowClient(tracking_uri(root))
     runs_before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    assert "nothing changed" in update_cut(root, "2016-12-31")  # the same files again: the data stays as it was
     third, result = retrain(root, "sp", "third.json")
     assert third["decision"] == "skipped" and "no new data" in third["reason"]
     assert len(client.search_model_versions("name = 'sp'")) == 2
@@ -231,12 +225,18 @@ def test_the_ci_script_imports_and_retrains(tmp_path):
 
     from helpers import cli_env
 
-    prices = cut_sample(tmp_path / "prices", "2015-12-31")
     script = Path(__file__).resolve().parents[2] / "scripts" / "ci_retrain.sh"
     env = cli_env({"QTRACK_DATA_ROOT": str(tmp_path / "data"), "QTRACK_SUMMARY": str(tmp_path / "summary.json"),
-                   "QTRACK": str(Path(sys.executable).parent / "qtrack"), "QTRACK_DATASET": "sp500"})
-    done = subprocess.run(["bash", str(script), str(prices), *RETRAIN[2:], "retrain.model_name=from-ci"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["model"] == "from-ci" and summary["decision"] == "promoted"
+                   "QTRACK": str(Path(sys.executable).parent / "qtrack"), "QTRACK_DATASET": "sp500",
+                   "QTRACK_TOMORROW": str(tmp_path / "tomorrow.csv")})
+    for day, decision in (("2015-12-31", "promoted"), ("2016-12-30", None)):  # two days of a daily cron
+        prices = cut_sample(tmp_path / f"prices-{day}", day)
+        done = subprocess.run(["bash", str(script), str(prices), *RETRAIN[2:], "retrain.model_name=from-ci"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["model"] == "from-ci" and summary["data_end"] == day
+        assert decision is None or summary["decision"] == decision
+        tomorrow = pd.read_csv(tmp_path / "tomorrow.csv")
+        assert set(tomorrow["datetime"]) == {day} and tomorrow["rank"].min() == 1
+    assert "updated 'sp500'" in done.stdout  # the second day updated the dataset instead of re-importing it

@@ -4,12 +4,14 @@ the S&P sample's location and skips that say why."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 # A tiny market with a strong planted signal: a few dozen symbols and a few hundred days.
@@ -65,6 +67,20 @@ SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "sp500_sample
 needs_sample = pytest.mark.skipif(
     not SAMPLE.is_dir(), reason=f"the S&P 500 sample is not at {SAMPLE} (it sits beside the repository in CI)"
 )
+
+
+def cut_sample(destination: Path, last_day: str) -> Path:
+    """The sample with every price file cut after `last_day` (files that are not price tables as they are)."""
+    destination.mkdir(parents=True)
+    for path in SAMPLE.glob("*.csv"):
+        try:
+            frame = pd.read_csv(path)
+            frame = frame[pd.to_datetime(frame["timestamp"]) <= last_day]
+        except (KeyError, ValueError, pd.errors.ParserError):
+            shutil.copy(path, destination / path.name)
+            continue
+        frame.to_csv(destination / path.name, index=False)
+    return destination
 
 
 def tracking_uri(folder: Path) -> str:

@@ -54,6 +54,38 @@ def import_command(
     out.print(f"train on it: qtrack train dataset.name={name}")
 
 
+@app.command("update")
+def update_command(
+    source: Path = typer.Argument(..., help="A folder of per-symbol CSV files, or one long CSV with a symbol column."),
+    name: str = typer.Option(..., "--name", help="The dataset to update."),
+    mapping: list[str] | None = typer.Option(None, "--map", help="Source column for a field, SRC=FIELD. Repeatable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would change; write nothing."),
+) -> None:
+    """Append new days and symbols; rewrite a symbol whose history changed (adjusted prices), atomically."""
+    from qtrack.console import out
+    from qtrack.data.update import update_dataset
+
+    with out.status(f"reading {source}..."):
+        plan = update_dataset(source, name, _pairs(mapping, "--map"), dry_run=dry_run)
+    if not plan.changed:
+        out.print(f"[green]✓[/] '{name}' is up to date with {source}: nothing changed (data ends {plan.end_before})")
+    else:
+        counts = (f"{len(plan.appended)} symbols with new days, {len(plan.added)} new, {len(plan.rewritten)} "
+                  f"rewritten, {len(plan.unchanged)} unchanged")
+        done = "dry run, nothing written: would update" if dry_run else "updated"
+        out.print(f"[green]✓[/] {done} '{name}': data ends {plan.end_before} -> {plan.end_after}; {counts}")
+    for symbol in plan.added:
+        out.print(f"[dim]new symbol {symbol} (in market all)[/]")
+    for symbol, why in plan.rewritten.items():
+        out.print(f"[yellow]rewritten[/] {symbol}: {why}")
+    if plan.kept:
+        out.print(f"[dim]kept as they are (not in the source): {', '.join(plan.kept)}[/]")
+    for symbol, reason in plan.skipped.items():
+        out.print(f"[yellow]skipped[/] {symbol}: {reason}")
+    if plan.changed and not dry_run:
+        out.print(f"[dim]fingerprint {plan.fingerprint}[/]")
+
+
 @app.command("synth")
 def synth_command(
     name: str = typer.Option(..., "--name", help="Dataset name under the data root."),
@@ -111,6 +143,7 @@ def info_command(name: str = typer.Argument(..., help="Dataset name.")) -> None:
         ("fingerprint", info["fingerprint"]),
         ("feature cache", f"{info['feature_cache_bytes'] / 2**20:.1f} MiB"),
     ]
+    rows += [(f"version {v['version']}", _version_line(v)) for v in info["versions"]]
     rows += [(f"missing {field}", f"{share:.2%}") for field, share in info["missing_share"].items()]
     if info["vwap"]:
         rows.append(("vwap", info["vwap"]))
@@ -119,3 +152,12 @@ def info_command(name: str = typer.Argument(..., help="Dataset name.")) -> None:
     rows += [(f"skipped {symbol}", reason) for symbol, reason in info["skipped"].items()]
     rows += [(f"note {symbol}", "; ".join(notes)) for symbol, notes in info["warnings"].items()]
     out.print(summary_table(f"dataset {name}", rows))
+
+
+def _version_line(version: dict) -> str:
+    changes = ""
+    if version.get("action") == "update":
+        changes = (f", {version.get('appended', 0)} appended, {version.get('added', 0)} added, "
+                   f"{len(version.get('rewritten', []))} rewritten")
+    return (f"{version.get('at', '')} {version.get('action', '')} to {version.get('end', '')}{changes} "
+            f"({str(version.get('fingerprint', ''))[:12]})").strip()

@@ -48,6 +48,8 @@ def write_dataset(
         _write_tree(staging, frames, markets or {})
         fingerprint = compute_fingerprint(staging)
         meta = {**meta, "fingerprint": fingerprint}
+        for entry in meta.get("versions", []):
+            entry.setdefault("fingerprint", fingerprint)  # the version this write makes
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text)

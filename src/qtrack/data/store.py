@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,9 @@ def import_dataset(
         raise QtrackError(f"nothing usable in {source} ({reasons or 'no CSV files'})")
     report = result.report(source)
     report["markets"] = {m: sorted(set(symbols) & set(result.frames)) for m, symbols in markets.items()}
-    meta = {"kind": "imported", "source": str(source.resolve())}
+    meta = {"kind": "imported", "source": str(source.resolve()),
+            "versions": [{"version": 1, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                          "action": "import", "source": str(source.resolve()), "end": report["calendar"][1]}]}
     target = paths.dataset_dir(name)
     qlib_format.write_dataset(
         target, result.frames, meta, markets=report["markets"],
@@ -111,6 +114,7 @@ def dataset_info(name: str) -> dict:
         "dialects": report.get("dialects", {}),
         "renamed": report.get("symbols", {}),
         "feature_cache_bytes": cache_size(name),
+        "versions": qlib_format.read_meta(path).get("versions", []),
     }
 
 
