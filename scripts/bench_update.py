@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""`qtrack data update` against a full re-import, and `qtrack rolling` against its windows as separate trains.
+
+    python scripts/bench_update.py --symbols 504 --days 2000 --new-days 5 [--rolling-step 126]
+
+1. Writes per-symbol vendor CSVs (a random walk with adjusted closes) for `--days` days, and the same files
+   cut `--new-days` days earlier; imports the cut files; then times, in one run:
+   a fresh import of the full files, `data update` from them (one week of new days), and the same update again
+   (nothing changes, nothing is written).
+2. Times the feature step of `qtrack train` on the updated dataset (cold: the feature cache does not extend
+   yet, so this is a full build) against the same step before the update (warm cache).
+3. With --rolling-step, times `qtrack rolling` (features built once) against the same windows run as separate
+   `qtrack train` processes (each builds its own features), on the synthetic market of the same size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+QTRACK = str(Path(sys.executable).parent / "qtrack")
+
+
+def write_vendor_csvs(folder: Path, symbols: int, days: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    calendar = pd.bdate_range("2015-01-02", periods=days)
+    folder.mkdir(parents=True)
+    for index in range(symbols):
+        close = 20 * np.exp(np.cumsum(rng.normal(0, 0.015, days)))
+        spread = np.abs(rng.normal(0, 0.004, days))
+        frame = pd.DataFrame({
+            "timestamp": calendar.strftime("%Y-%m-%d"), "open": close * (1 + rng.normal(0, 0.003, days)),
+            "high": close * (1 + spread + 0.003), "low": close * (1 - spread - 0.003), "close": close,
+            "adjusted_close": close * 0.97, "volume": rng.integers(100_000, 5_000_000, days),
+        })
+        frame.to_csv(folder / f"S{index:04d}.csv", index=False, float_format="%.4f")
+
+
+def cut(source: Path, destination: Path, keep_days: int) -> None:
+    destination.mkdir(parents=True)
+    for path in source.glob("*.csv"):
+        pd.read_csv(path).iloc[:keep_days].to_csv(destination / path.name, index=False, float_format="%.4f")
+
+
+def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run([QTRACK, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"qtrack {' '.join(args[:2])} failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start, done.stdout
+
+
+def feature_seconds(cwd: Path, env: dict[str, str], overrides: list[str]) -> float:
+    """The `features` step of one train run, from its summary.json."""
+    run_dir = cwd / "bench_run"
+    timed(["train", "-q", f"hydra.run.dir={run_dir}", "mlflow.qlib_report=false", "mlflow.log_model=false",
+           "model=linear", *overrides], cwd, env)
+    return float(json.loads((run_dir / "summary.json").read_text())["seconds"]["features"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=504)
+    parser.add_argument("--days", type=int, default=2000)
+    parser.add_argument("--new-days", type=int, default=5)
+    parser.add_argument("--rolling-step", type=int, default=0)
+    args = parser.parse_args()
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "QTRACK_DATA_ROOT": str(work / "data")}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        write_vendor_csvs(work / "full", args.symbols, args.days)
+        cut(work / "full", work / "cut", args.days - args.new_days)
+        timed(["data", "import", str(work / "cut"), "--name", "prices"], work, env)
+        train = ["dataset.name=prices"]
+        feature_seconds(work, env, train)  # fill the cache for the cut data
+        warm = feature_seconds(work, env, train)
+        fresh, _ = timed(["data", "import", str(work / "full"), "--name", "fresh"], work, env)
+        update, _ = timed(["data", "update", str(work / "full"), "--name", "prices"], work, env)
+        again, said = timed(["data", "update", str(work / "full"), "--name", "prices"], work, env)
+        after = feature_seconds(work, env, train)
+        print(f"{args.symbols} symbols x {args.days} days, {args.new_days} new days")
+        print(f"fresh import of the full files   {fresh:7.2f}s")
+        print(f"data update (+{args.new_days} days)           {update:7.2f}s ({update / fresh:4.2f}x the import)")
+        print(f"the same update again            {again:7.2f}s ({'nothing changed' in said and 'no change' or '?'})")
+        print(f"features before the update, warm {warm:7.2f}s")
+        print(f"features after the update        {after:7.2f}s (a full build: the cache does not extend yet)")
+        if args.rolling_step:
+            bench_rolling(work, env, args)
+
+
+def bench_rolling(work: Path, env: dict[str, str], args: argparse.Namespace) -> None:
+    market = [f"dataset.synthetic.symbols={args.symbols}", f"dataset.synthetic.days={args.days}",
+              "mlflow.qlib_report=false", "model.num_boost_round=100"]
+    settings = [f"rolling.step={args.rolling_step}", "rolling.valid_days=126", "rolling.compare_static=false"]
+    roll_env = {**env, "QTRACK_DATA_ROOT": str(work / "rolling-data")}
+    rolling, _ = timed(["rolling", "-q", *market, *settings, "dataset.cache=false"], work, roll_env)
+    from qtrack.data.segments import walk_forward
+
+    calendar = pd.DatetimeIndex(pd.read_csv(work / "rolling-data" / "synthetic" / "calendars" / "day.txt",
+                                            header=None)[0])
+    windows = walk_forward(calendar, first_test=None, step=args.rolling_step, train_window=None, valid_days=126,
+                           horizon=2)
+    separate = 0.0
+    for window in windows:
+        spans = [f"dataset.segments.{k}=[{a},{b}]" for k, (a, b) in window.segments.as_dict().items()]
+        seconds, _ = timed(["train", "-q", *market, *spans, "dataset.cache=false"], work, roll_env)
+        separate += seconds
+    print(f"rolling, {len(windows)} windows              {rolling:7.2f}s")
+    print(f"the same windows as separate trains {separate:7.2f}s ({rolling / separate:4.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
