@@ -70,3 +70,16 @@ def test_help_lists_the_config_groups(workspace):
     assert result.code == 0
     assert "model: catboost, double_ensemble, lightgbm, linear, xgboost" in result.stdout
     assert "features: alpha158, alpha360" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["rolling.train_window=forever"], "rolling.train_window must be expanding or a number of trading days"),
+        (["rolling.step=0"], "rolling.step must be at least 5"),
+        (["rolling.first_test_day=1999-01-04"], "rolling.first_test_day 1999-01-04 lies outside"),
+    ],
+)
+def test_bad_rolling_settings_fail_in_one_line(workspace, shared_data_root, overrides, fragment):
+    result = run_cli(["rolling", *TINY, *overrides], cwd=workspace, env={"QTRACK_DATA_ROOT": str(shared_data_root)})
+    assert_one_line_error(result, fragment)
