@@ -93,7 +93,8 @@ def main() -> None:
         print(f"{args.symbols} symbols x {args.days} days, {args.new_days} new days")
         print(f"fresh import of the full files   {fresh:7.2f}s")
         print(f"data update (+{args.new_days} days)           {update:7.2f}s ({update / fresh:4.2f}x the import)")
-        print(f"the same update again            {again:7.2f}s ({'nothing changed' in said and 'no change' or '?'})")
+        outcome = "no change" if "nothing changed" in said else "it changed something"
+        print(f"the same update again            {again:7.2f}s ({outcome})")
         print(f"features before the update, warm {warm:7.2f}s")
         print(f"features after the update        {after:7.2f}s (a full build: the cache does not extend yet)")
         if args.rolling_step:

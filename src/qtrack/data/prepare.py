@@ -42,10 +42,7 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
         source = ensure_data(cfg.dataset)
         segs, notices = resolve_segments(cfg, source)
         init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, kernels(cfg))
-        codes = cfg.dataset.benchmark
-        if codes is None:
-            codes = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
-        benchmark = benchmark_returns(codes, segs)
+        benchmark = benchmark_returns(benchmark_codes(cfg, source), segs)
     for notice in notices:
         steps.note(notice)
     with steps.step("features", f"{cfg.features.name} features"):
@@ -55,6 +52,13 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
         binned=binned, pipeline=pipeline_bytes(dataset),
         data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"),
     )
+
+
+def benchmark_codes(cfg: Any, source: DataSource) -> Any:
+    """The benchmark instrument, or (none given) every symbol of the market, equal-weighted."""
+    if cfg.dataset.benchmark is not None:
+        return cfg.dataset.benchmark
+    return qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
 
 
 def benchmark_returns(codes: Any, segs: Segments) -> Any:

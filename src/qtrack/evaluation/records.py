@@ -31,26 +31,26 @@ def segment_metrics(data: Any, model: Any, segment: str) -> dict[str, float]:
 
 
 def run_records(cfg: Any, data: Any, model: Any, recorder: Any) -> None:
-    from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord, SignalRecord
+    from qlib.workflow.record_temp import SignalRecord
 
-    from qtrack.evaluation import portfolio_record, qlib_fixes
-
-    qlib_fixes.apply()
-    record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
     with QLIB_DATA_LOCK:
         SignalRecord(model=model, dataset=data.dataset, recorder=recorder).generate()
-        SigAnaRecord(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()
-        record(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
+    _analyse(cfg, data, recorder)
 
 
 def analyse_predictions(cfg: Any, data: Any, recorder: Any, scores: Any, label: Any) -> None:
     """Qlib's SigAnaRecord and the backtest of given predictions (a `score` Series by datetime and
     instrument) over data.segments' test span, on an open recorder: `backtest --pred` and rolling's stitch."""
+    recorder.save_objects(**{"pred.pkl": scores.to_frame("score"), "label.pkl": label})
+    _analyse(cfg, data, recorder)
+
+
+def _analyse(cfg: Any, data: Any, recorder: Any) -> None:
+    """SigAnaRecord and the backtest (fast or Qlib's) of the recorder's pred.pkl and label.pkl."""
     from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord
 
     from qtrack.evaluation import portfolio_record, qlib_fixes
 
-    recorder.save_objects(**{"pred.pkl": scores.to_frame("score"), "label.pkl": label})
     qlib_fixes.apply()
     record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
     with QLIB_DATA_LOCK:

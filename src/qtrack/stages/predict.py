@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qtrack import paths
-from qtrack.data import external, qlib_format, versions
+from qtrack.data import qlib_format
 from qtrack.errors import QtrackError
 from qtrack.runtime import init_qlib
 from qtrack.tracking import registry
@@ -60,15 +59,14 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
 
 
 def _data_root(data: str | None, pipeline: registry.Pipeline) -> Path:
-    """--data (a dataset name), else the model's own data: its Qlib directory read in place, or its name
-    under the data root (leased while read)."""
-    if data is None and pipeline.provider_uri:
-        return external.checked_root(pipeline.provider_uri)
-    name = data or pipeline.dataset_name
-    root = paths.dataset_dir(name)
-    if not (root / "calendars" / "day.txt").is_file():
-        raise QtrackError(f"dataset '{name}' not found under {paths.data_root()} (see qtrack data list)")
-    return versions.lease(root)
+    """--data (a dataset name), else the model's own data (its Qlib directory read in place, or its name under
+    the data root), found as every stage finds its data."""
+    from omegaconf import OmegaConf
+
+    from qtrack.data.dataset import ensure_data
+
+    own = {"name": data or pipeline.dataset_name, "provider_uri": None if data else pipeline.provider_uri}
+    return ensure_data(OmegaConf.create(own)).path
 
 
 def ranked_list(scores: pd.Series, day: str, topk: int) -> pd.DataFrame:

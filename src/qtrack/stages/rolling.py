@@ -21,7 +21,7 @@ import pandas as pd
 
 from qtrack import config
 from qtrack.console import Steps, out, summary_table
-from qtrack.data.prepare import PreparedData, benchmark_returns, prepare
+from qtrack.data.prepare import PreparedData, benchmark_codes, benchmark_returns, prepare
 from qtrack.data.segments import Segments, Window, walk_forward
 from qtrack.errors import QtrackError
 from qtrack.evaluation import metrics as signal
@@ -144,11 +144,7 @@ def _window_data(base: Any, data: PreparedData, segs: Segments) -> PreparedData:
             processor.fit_start_time, processor.fit_end_time = segs.as_dict()["train"]
     handler.fit_process_data()
     dataset = DatasetH(handler=handler, segments={name: list(span) for name, span in segs.as_dict().items()})
-    codes = base.dataset.benchmark
-    if codes is None:
-        from qtrack.data import qlib_format
-
-        codes = qlib_format.read_instruments(data.source.path, base.dataset.market)["symbol"].tolist()
+    codes = benchmark_codes(base, data.source)
     # binned=None: LightGBM's cached binned sets belong to the static split's segments, not this window's
     return dataclasses.replace(data, segments=segs, dataset=dataset, benchmark=benchmark_returns(codes, segs),
                                pipeline=pipeline_bytes(dataset), binned=None)
