@@ -7,8 +7,11 @@
    cut `--new-days` days earlier; imports the cut files; then times, in one run:
    a fresh import of the full files, `data update` from them (one week of new days), and the same update again
    (nothing changes, nothing is written).
-2. Times the feature step of `qtrack train` on the updated dataset (cold: the feature cache does not extend
-   yet, so this is a full build) against the same step before the update (warm cache).
+2. Times the feature step of `qtrack train` on the updated dataset, where the cached raw features of the
+   version before are extended by the new days, against a full build of the same step (no cache), and
+   against the same step before the update (warm cache: the built dataset is loaded). The step includes
+   Qlib's processors, which run per run on top of the raw features; the raw features' own seconds (from
+   the run log) are printed beside it.
 3. With --rolling-step, times `qtrack rolling` (features built once) against the same windows run as separate
    `qtrack train` processes (each builds its own features), on the synthetic market of the same size.
 """
@@ -19,6 +22,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,12 +65,21 @@ def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout
 
 
-def feature_seconds(cwd: Path, env: dict[str, str], overrides: list[str]) -> float:
-    """The `features` step of one train run, from its summary.json."""
+def feature_seconds(cwd: Path, env: dict[str, str], overrides: list[str]) -> tuple[float, float | None]:
+    """The `features` step of one train run (from its summary.json) and the raw features' part of it (from
+    its log: computed whole or extended; None when they came from the cache)."""
     run_dir = cwd / "bench_run"
+    shutil.rmtree(run_dir, ignore_errors=True)
     timed(["train", "-q", f"hydra.run.dir={run_dir}", "mlflow.qlib_report=false", "mlflow.log_model=false",
            "model=linear", *overrides], cwd, env)
-    return float(json.loads((run_dir / "summary.json").read_text())["seconds"]["features"])
+    step = float(json.loads((run_dir / "summary.json").read_text())["seconds"]["features"])
+    raw = re.findall(r"(?:fast features|raw features extended): .* in ([0-9.]+)s", (run_dir / "run.log").read_text())
+    return step, float(raw[-1]) if raw else None
+
+
+def median(timings: list[tuple[float, float | None]]) -> tuple[float, float]:
+    """The median step and the median raw-feature part, each over the repeats."""
+    return float(np.median([step for step, _ in timings])), float(np.median([raw or 0.0 for _, raw in timings]))
 
 
 def main() -> None:
@@ -74,6 +88,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2000)
     parser.add_argument("--new-days", type=int, default=5)
     parser.add_argument("--rolling-step", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3, help="feature steps timed after the update (median)")
     args = parser.parse_args()
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,18 +100,29 @@ def main() -> None:
         timed(["data", "import", str(work / "cut"), "--name", "prices"], work, env)
         train = ["dataset.name=prices"]
         feature_seconds(work, env, train)  # fill the cache for the cut data
-        warm = feature_seconds(work, env, train)
+        warm, _ = feature_seconds(work, env, train)
         fresh, _ = timed(["data", "import", str(work / "full"), "--name", "fresh"], work, env)
         update, _ = timed(["data", "update", str(work / "full"), "--name", "prices"], work, env)
         again, said = timed(["data", "update", str(work / "full"), "--name", "prices"], work, env)
-        after = feature_seconds(work, env, train)
+        cache = work / "data" / ".cache" / "prices"
+        shutil.copytree(cache, work / "cache-before")
+        extended = []
+        for _ in range(args.repeat):  # each from the cache as the update left it
+            shutil.rmtree(cache)
+            shutil.copytree(work / "cache-before", cache)
+            extended.append(feature_seconds(work, env, train))
+        rebuilt = [feature_seconds(work, env, [*train, "dataset.cache=false"]) for _ in range(args.repeat)]
+        (after, after_raw), (full, full_raw) = median(extended), median(rebuilt)
         print(f"{args.symbols} symbols x {args.days} days, {args.new_days} new days")
         print(f"fresh import of the full files   {fresh:7.2f}s")
         print(f"data update (+{args.new_days} days)           {update:7.2f}s ({update / fresh:4.2f}x the import)")
         outcome = "no change" if "nothing changed" in said else "it changed something"
         print(f"the same update again            {again:7.2f}s ({outcome})")
         print(f"features before the update, warm {warm:7.2f}s")
-        print(f"features after the update        {after:7.2f}s (a full build: the cache does not extend yet)")
+        print(f"feature steps below: the median of {args.repeat}")
+        print(f"features after the update        {after:7.2f}s ({after / full:4.2f}x a full build; raw features "
+              f"extended in {after_raw:.2f}s, {after_raw / full_raw:4.2f}x)")
+        print(f"features, a full build           {full:7.2f}s (raw features computed in {full_raw:.2f}s)")
         if args.rolling_step:
             bench_rolling(work, env, args)
 

@@ -12,52 +12,19 @@ import os
 import shlex
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from helpers import TINY, run_cli, tracking_uri
+from helpers.qlib_directory import INDEX, STOCKS, write_qlib_directory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 QLIB_LIGHTGBM_WORKFLOW = FIXTURES / "workflow_config_lightgbm_Alpha158.yaml"
-STOCKS = [f"SH6000{n:02d}" for n in range(24)]
-INDEX = "SH000300"
 SEGMENTS = {"train": ["2015-01-05", "2015-08-31"], "valid": ["2015-09-03", "2015-11-30"],
             "test": ["2015-12-03", "2016-03-25"]}  # label-horizon gaps between them, as qtrack keeps
 SIGNAL_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
-
-
-def write_qlib_directory(root: Path, seed: int = 7) -> Path:
-    """Qlib's daily layout: calendars/day.txt, instruments/<market>.txt, features/<code>/<field>.day.bin."""
-    rng = np.random.default_rng(seed)
-    calendar = pd.bdate_range("2015-01-05", periods=330)
-    (root / "calendars").mkdir(parents=True)
-    (root / "calendars" / "day.txt").write_text("\n".join(calendar.strftime("%Y-%m-%d")) + "\n")
-    closes = {}
-    for code in STOCKS:
-        drift = rng.normal(0, 0.02, len(calendar)) + 0.004 * np.sin(np.arange(len(calendar)) / (3 + len(closes)))
-        closes[code] = 10 * np.exp(np.cumsum(drift))
-    closes[INDEX] = np.mean(list(closes.values()), axis=0) * 300
-    for code, close in closes.items():
-        previous = np.concatenate([[close[0]], close[:-1]])
-        open_ = previous * (1 + rng.normal(0, 0.004, len(close)))
-        high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.005, len(close))))
-        low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.005, len(close))))
-        fields = {"open": open_, "high": high, "low": low, "close": close, "vwap": (high + low + close) / 3,
-                  "volume": 1e6 * np.exp(rng.normal(0, 0.3, len(close))), "factor": np.ones(len(close)),
-                  "change": close / previous - 1}
-        fields["change"][0] = np.nan
-        folder = root / "features" / code.lower()
-        folder.mkdir(parents=True)
-        for name, values in fields.items():
-            np.concatenate([[0.0], values]).astype("<f4").tofile(folder / f"{name}.day.bin")
-    span = f"{calendar[0]:%Y-%m-%d}\t{calendar[-1]:%Y-%m-%d}"
-    (root / "instruments").mkdir()
-    (root / "instruments" / "csi300.txt").write_text("".join(f"{code}\t{span}\n" for code in STOCKS))
-    (root / "instruments" / "all.txt").write_text("".join(f"{code}\t{span}\n" for code in [*STOCKS, INDEX]))
-    return root
 
 
 def tree_state(root: Path) -> dict[str, tuple[int, int]]:

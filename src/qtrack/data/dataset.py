@@ -108,16 +108,36 @@ def build_dataset(config: dict):
     return init_instance_by_config(config)
 
 
+# What the feature step did, by what the built-dataset cache and then the raw-feature cache did.
+CACHE_STATUS = {"hit": "reused", "extended": "extended", "miss": "miss", None: "miss"}
+
+
 def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning) -> tuple[Any, str, Any, Any]:
-    """The built dataset, the cache status ('hit', 'miss' or 'off'), the cache (for its counters) and the
-    cache of LightGBM's binned sets beside its entry (None when the cache is off)."""
+    """The built dataset, the cache status, the cache (for its counters) and the cache of LightGBM's
+    binned sets beside its entry (None when the cache is off).
+
+    Status: 'hit' (the built dataset was cached), 'reused' (its raw features were: processors ran),
+    'extended' (the raw features of an earlier data version were extended to this one), 'miss' (built)
+    or 'off'."""
     from qtrack.data.binned_cache import BinnedCache
     from qtrack.data.feature_cache import FeatureCache, cache_key
+    from qtrack.data.raw_cache import RawFeatureCache
     from qtrack.data.store import cache_dir
+    from qtrack.features import raw_features
 
     cache = FeatureCache(cache_dir(source.name), enabled=bool(cfg.dataset.cache))
+    raw = RawFeatureCache(cache.folder, source.fingerprint, on_warning) if cache.enabled else None
+
+    def build() -> Any:
+        if raw is None:
+            return build_dataset(config)
+        with raw_features.using(raw):
+            return build_dataset(config)
+
     key = cache_key(source.fingerprint, config)
-    dataset, status = cache.get_or_build(key, lambda: build_dataset(config), on_warning)
+    dataset, status = cache.get_or_build(key, build, on_warning)
+    if raw is not None and status == "miss":
+        status = CACHE_STATUS[raw.status]
     return dataset, status, cache, BinnedCache(cache.folder, key, on_warning) if cache.enabled else None
 
 

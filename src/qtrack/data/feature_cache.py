@@ -49,10 +49,25 @@ def cache_key(fingerprint: str, dataset_config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def is_dataset(obj: Any) -> bool:
+    return hasattr(obj, "prepare")
+
+
 class FeatureCache:
-    def __init__(self, folder: Path, enabled: bool = True) -> None:
+    """Entries by key. By default the entries are built datasets; `valid` and `detach` (what is written
+    while the caller keeps the original) let other values be cached the same way."""
+
+    def __init__(
+        self,
+        folder: Path,
+        enabled: bool = True,
+        valid: Callable[[Any], bool] = is_dataset,
+        detach: Callable[[Any], Any] | None = None,
+    ) -> None:
         self.folder = folder
         self.enabled = enabled
+        self.valid = valid
+        self.detach = detach or _detached
         self.stats = CacheStats()
         self.writer: threading.Thread | None = None
 
@@ -75,7 +90,7 @@ class FeatureCache:
         lock.acquire()
         writing = False
         try:
-            dataset = self._load(key, on_warning)
+            dataset = self.read(key, on_warning)
             if dataset is not None:
                 self.stats.hits += 1
                 return dataset, "hit"
@@ -83,7 +98,7 @@ class FeatureCache:
             self.stats.builds += 1
             dataset = build()
             self.writer = threading.Thread(
-                target=self._store, args=(key, _detached(dataset), on_warning, lock), name="feature-cache-writer"
+                target=self._store, args=(key, self.detach(dataset), on_warning, lock), name="feature-cache-writer"
             )
             self.writer.start()
             writing = True
@@ -97,15 +112,16 @@ class FeatureCache:
         if self.writer is not None:
             self.writer.join()
 
-    def _load(self, key: str, on_warning: Callable[[str], None]) -> Any:
+    def read(self, key: str, on_warning: Callable[[str], None]) -> Any:
+        """The entry, or None (missing, or unreadable: then it is deleted and a warning given)."""
         path = self.path(key)
         if not path.is_file():
             return None
         start = time.perf_counter()
         try:
             dataset = mapped_pickle.load(path)
-            if not hasattr(dataset, "prepare"):
-                raise TypeError(f"not a dataset: {type(dataset).__name__}")
+            if not self.valid(dataset):
+                raise TypeError(f"not a cache entry: {type(dataset).__name__}")
         except Exception as exc:  # noqa: BLE001 - any unreadable entry is rebuilt, never fatal
             self.stats.rebuilt_corrupt += 1
             on_warning(f"feature cache entry {path.name} is unreadable ({type(exc).__name__}); rebuilding it")

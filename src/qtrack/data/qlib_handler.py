@@ -8,8 +8,9 @@ Qlib's copy also consolidates the frame's blocks, so it briefly holds three copi
 Features, labels and processor fitting are Qlib's; the frames are equal to Qlib's handler's.
 
 `engine="fast"` swaps Qlib's expression engine for qtrack's (qtrack.features), which computes the same
-expressions, read from the handler's own loader config, to the same float32 bits. The engine is a handler
-argument, so it is part of the dataset config and therefore of the feature-cache key.
+expressions, read from the handler's own loader config, to the same float32 bits, and Qlib's CSZScoreNorm
+for qtrack's (qtrack.data.processors, the same bits too). The engine is a handler argument, so it is part
+of the dataset config and therefore of the feature-cache key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from qlib.contrib.data import handler as qlib_handlers
 from qlib.data.dataset.handler import DataHandlerLP
 from qlib.data.dataset.processor import DropnaProcessor, Processor
+
+from qtrack.data.processors import fast_processors
 
 # Processors whose output never shares memory with their input (pandas' dropna copies even when it
 # drops nothing, and with copy-on-write a later write copies anyway).
@@ -39,9 +42,12 @@ class EngineSwitch(DataHandlerLP):
     """Sits between Qlib's Alpha handler and DataHandlerLP in the MRO, where the loader config is built."""
 
     def __init__(self, *args, data_loader=None, **kwargs):
-        if getattr(self, "engine", "qlib") == "fast" and isinstance(data_loader, dict):
-            loader_kwargs = data_loader.get("kwargs", {})
-            data_loader = {**FAST_LOADER, "kwargs": {"config": loader_kwargs["config"], "freq": loader_kwargs["freq"]}}
+        if getattr(self, "engine", "qlib") == "fast":
+            if isinstance(data_loader, dict):
+                given = data_loader.get("kwargs", {})
+                data_loader = {**FAST_LOADER, "kwargs": {"config": given["config"], "freq": given["freq"]}}
+            for name in ("infer_processors", "learn_processors"):
+                kwargs[name] = fast_processors(kwargs.get(name, []))
         super().__init__(*args, data_loader=data_loader, **kwargs)
 
 

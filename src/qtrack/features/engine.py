@@ -13,6 +13,8 @@ pandas' rolling mean start there, so starting anywhere else would change the las
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -51,19 +53,57 @@ class Memo:
             self.used -= getattr(old, "nbytes", 0)
 
 
+STATEFUL = ("Mean", "Sum", "Std", "Var", "Slope", "Rsquare", "Resi", "Corr")
+
+
+class NotExtendable(ValueError):
+    """An evaluation cannot resume from the saved states (a state is missing or an expression's shape
+    does not allow it): the frame is rebuilt whole."""
+
+
+@dataclass
+class Extension:
+    """How an evaluation continues a saved one. Stateful kernels resume at panel day `resume_at` from
+    `states` (by state key: kernel call and the absolute day its expression starts at) and save their
+    states after panel day `checkpoint` into `saved`. -1 turns either off."""
+
+    resume_at: int = -1
+    states: dict[tuple[str, int], Any] = field(default_factory=dict)
+    checkpoint: int = -1
+    saved: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+
+def check_extendable(node: Node, below_window: bool = False) -> None:
+    """NotExtendable unless every stateful operator sits under element-wise operators only and reads no
+    future day: then its values from the resume day on depend only on its saved state and the days its
+    window still holds."""
+    if node.op in STATEFUL and (below_window or node.window()[1] > 0):
+        raise NotExtendable(f"{node.key()} (a running sum under a window, or over a future day)")
+    windowed = below_window or node.op not in (*ELEMENTWISE, *PAIRWISE)
+    for child in node.children:
+        check_extendable(child, windowed)
+
+
 class Evaluator:
-    def __init__(self, panel: Panel, memo_panels: int = MEMO_PANELS) -> None:
+    def __init__(self, panel: Panel, memo_panels: int = MEMO_PANELS, extension: Extension | None = None) -> None:
         self.panel = panel
         self.memo = Memo(memo_panels * len(panel.instruments) * panel.days * 8)
+        self.extension = extension or Extension()
+        self.anchors: dict[int, int] = {}  # panel origin -> absolute day its expressions start at in a full build
 
     def origin(self, node: Node, start: int) -> int:
         """The panel day Qlib starts loading a whole expression from: `start` less its look-back."""
         back, _ = node.window()
         return max(0, start + self.panel.offset - back) - self.panel.offset
 
-    def top(self, node: Node, start: int) -> np.ndarray:
-        """Float32 [stock, day] values of a whole expression whose first output day is panel day `start`."""
-        origin = self.origin(node, start)
+    def top(self, node: Node, start: int, anchor: int | None = None) -> np.ndarray:
+        """Float32 [stock, day] values of a whole expression whose first output day is panel day `start`.
+
+        Resuming (`anchor` given: the absolute day the expression starts at in the full build), the
+        expression is read from one day before its look-back, so that the values a window removes on the
+        resume day are there too."""
+        origin = self.origin(node, start) if anchor is None else max(0, start - node.window()[0] - 1)
+        self.anchors[origin] = origin + self.panel.offset if anchor is None else anchor
         with np.errstate(all="ignore"):
             values = self.eval(node, origin)
         return np.asarray(values, dtype=np.float32)
@@ -99,7 +139,7 @@ class Evaluator:
         if op == "Corr":
             return self._corr(node, origin)
         raw = self._float64(args[0], origin)
-        return self._rolling(op, raw, self.first(origin), node.length, args, self._prepped(args[0], origin, raw))
+        return self._rolling(node, origin, raw, self._prepped(args[0], origin, raw))
 
     def _float64(self, node: Node, origin: int) -> np.ndarray:
         def convert():
@@ -113,22 +153,44 @@ class Evaluator:
     def _prepped(self, node: Node, origin: int, raw: np.ndarray) -> np.ndarray:
         return self._memoised("prepped:", node, origin, lambda: _prepped(raw))
 
-    def _rolling(self, op: str, raw: np.ndarray, first: np.ndarray, n: int, args: tuple, x: np.ndarray) -> np.ndarray:
+    def _kernel(self, tag: str, node: Node, origin: int, kernel, *args) -> np.ndarray:
+        """A stateful kernel's call, resumed from and saved to the extension's states."""
+        ext = self.extension
+        key = (f"{tag}:{node.key()}", self.anchors[origin])
+        if ext.resume_at >= 0 and key not in ext.states:
+            raise NotExtendable(f"no saved state for {key[0]}")
+        carry = kernels.Carry(ext.resume_at, ext.states.get(key), ext.checkpoint)
+        result = kernel(*args, self.first(origin), node.length, carry=carry)
+        if ext.checkpoint >= 0:
+            ext.saved[key] = carry.state_out
+        return result
+
+    def _regression(self, tag: str, node: Node, origin: int, raw: np.ndarray, kind: int) -> np.ndarray:
+        return self._kernel(tag, node, origin, partial(kernels.roll_regression, kind=kind), raw)
+
+    def _std(self, tag: str, node: Node, origin: int, x: np.ndarray) -> np.ndarray:
+        return _std_of(self._kernel(tag, node, origin, kernels.roll_var, x))
+
+    def _flat(self, tag: str, node: Node, origin: int, x: np.ndarray) -> np.ndarray:
+        """np.isclose(rolling std, 0, atol=2e-05), as Qlib masks Rsquare and Corr."""
+        return np.abs(self._std(tag, node, origin, x)) <= FLAT_STD
+
+    def _rolling(self, node: Node, origin: int, raw: np.ndarray, x: np.ndarray) -> np.ndarray:
+        op, args, first, n = node.op, node.args, self.first(origin), node.length
         if op in ("Slope", "Resi"):  # Qlib's Cython code takes the raw values, inf included
-            kind = kernels.SLOPE if op == "Slope" else kernels.RESI
-            return kernels.roll_regression(raw, first, n, kind)
+            return self._regression("regression", node, origin, raw, kernels.SLOPE if op == "Slope" else kernels.RESI)
         if op == "Rsquare":
-            result = kernels.roll_regression(raw, first, n, kernels.RSQUARE)
-            result[_flat(x, first, n)] = np.nan
+            result = self._regression("regression", node, origin, raw, kernels.RSQUARE)
+            result[self._flat("flat", node, origin, x)] = np.nan
             return result
         if op == "Mean":
-            return kernels.roll_mean(x, first, n)
+            return self._kernel("mean", node, origin, kernels.roll_mean, x)
         if op == "Sum":
-            return kernels.roll_sum(x, first, n)
+            return self._kernel("sum", node, origin, kernels.roll_sum, x)
         if op == "Var":
-            return kernels.roll_var(x, first, n)
+            return self._kernel("var", node, origin, kernels.roll_var, x)
         if op == "Std":
-            return _std(x, first, n)
+            return self._std("var", node, origin, x)
         if op in ("Max", "Min"):
             return window_kernels.roll_extreme(x, first, n, op == "Max")
         if op in ("IdxMax", "IdxMin"):
@@ -143,19 +205,19 @@ class Evaluator:
         """pandas' rolling corr of two series, then Qlib's mask of flat windows."""
         left_node, right_node, _ = node.args
         left, right = self.eval(left_node, origin), self.eval(right_node, origin)
-        first, n = self.first(origin), node.length
         # pandas aligns the pair first: each side is NaN where the other is NaN (or inf: 0 * inf is NaN).
         x = _prepped(np.asarray(left + 0 * right, dtype=np.float64))
         y = _prepped(np.asarray(right + 0 * left, dtype=np.float64))
-        mean_xy = kernels.roll_mean(x * y, first, n)
-        mean_x = kernels.roll_mean(x, first, n)
-        mean_y = kernels.roll_mean(y, first, n)
-        count = kernels.roll_sum((~np.isnan(x + y)).astype(np.float64), first, n)
+        mean_xy = self._kernel("mean_xy", node, origin, kernels.roll_mean, x * y)
+        mean_x = self._kernel("mean_x", node, origin, kernels.roll_mean, x)
+        mean_y = self._kernel("mean_y", node, origin, kernels.roll_mean, y)
+        count = self._kernel("count", node, origin, kernels.roll_sum, (~np.isnan(x + y)).astype(np.float64))
         count[np.isnan(count)] = 0.0  # pandas' roll_sum with min_periods=0 gives 0 for an empty window
         numerator = (mean_xy - mean_x * mean_y) * (count / (count - 1))
-        result = numerator / (kernels.roll_var(x, first, n) * kernels.roll_var(y, first, n)) ** 0.5
-        flat = _flat(_prepped(np.asarray(left, dtype=np.float64)), first, n)
-        flat |= _flat(_prepped(np.asarray(right, dtype=np.float64)), first, n)
+        variance_x = self._kernel("var_x", node, origin, kernels.roll_var, x)
+        result = numerator / (variance_x * self._kernel("var_y", node, origin, kernels.roll_var, y)) ** 0.5
+        flat = self._flat("flat_left", node, origin, _prepped(np.asarray(left, dtype=np.float64)))
+        flat |= self._flat("flat_right", node, origin, _prepped(np.asarray(right, dtype=np.float64)))
         result[flat] = np.nan
         return result
 
@@ -168,13 +230,7 @@ def _prepped(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float64)
 
 
-def _std(x: np.ndarray, first: np.ndarray, n: int) -> np.ndarray:
-    variance = kernels.roll_var(x, first, n)
+def _std_of(variance: np.ndarray) -> np.ndarray:
     result = np.sqrt(variance)
     result[variance < 0] = 0.0  # pandas' zsqrt
     return result
-
-
-def _flat(x: np.ndarray, first: np.ndarray, n: int) -> np.ndarray:
-    """np.isclose(rolling std, 0, atol=2e-05), as Qlib masks Rsquare and Corr."""
-    return np.abs(_std(x, first, n)) <= FLAT_STD

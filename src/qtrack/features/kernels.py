@@ -12,26 +12,76 @@ rather than merely close:
   window exactly its value, or exactly zero variance);
 - max, min, quantile, rank, argmax, argmin: in window_kernels.py;
 - slope, rsquare, resi: Qlib's Cython `rolling.pyx` online sums, started at the series' first day.
+
+Because those online sums depend on every day since the series' start, they cannot be restarted at a
+later day without changing the last bits. So the stateful kernels (mean, sum, var, regression) can save
+their running state after a `checkpoint` day and resume from a saved state (a `Carry`): that is how the
+feature cache extends its frame with new days and still equals a full rebuild bit for bit. A state row
+starts with a flag (1.0: saved); a stock without a saved state starts at its first day as usual.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit, prange
 
 CACHE = True
+TOTAL_STATE = 8  # flag, nobs, neg, total, comp_add, comp_remove, same, prev
+VAR_STATE = 8  # flag, nobs, mean, ssqdm, comp_add, comp_remove, same, prev
+REGRESSION_STATE = 10  # flag, head, na_count, i_sum, x_sum, x2_sum, y_sum, y2_sum, xy_sum, -, then the ring
 
 
-def roll_mean(values, first, n):
-    return _roll_total(values, first, n, True)
+@dataclass
+class Carry:
+    """Resume at panel day `resume_at` from `state_in` (stocks whose flag is set); save the state after
+    panel day `checkpoint` into `state_out`. -1 turns either off."""
+
+    resume_at: int = -1
+    state_in: np.ndarray | None = None
+    checkpoint: int = -1
+    state_out: np.ndarray | None = field(default=None, repr=False)
+
+    def arrays(self, stocks: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        state_in = self.state_in if self.state_in is not None and self.resume_at >= 0 else np.zeros((stocks, width))
+        if state_in.shape != (stocks, width):
+            raise ValueError(f"a saved kernel state of shape {state_in.shape}, expected {(stocks, width)}")
+        self.state_out = np.zeros((stocks, width))
+        return np.ascontiguousarray(state_in, dtype=np.float64), self.state_out
 
 
-def roll_sum(values, first, n):
-    return _roll_total(values, first, n, False)
+def roll_mean(values, first, n, carry: Carry | None = None):
+    carry = carry or Carry()
+    state_in, state_out = carry.arrays(values.shape[0], TOTAL_STATE)
+    return _roll_total(values, first, n, True, carry.resume_at, state_in, carry.checkpoint, state_out)
+
+
+def roll_sum(values, first, n, carry: Carry | None = None):
+    carry = carry or Carry()
+    state_in, state_out = carry.arrays(values.shape[0], TOTAL_STATE)
+    return _roll_total(values, first, n, False, carry.resume_at, state_in, carry.checkpoint, state_out)
+
+
+def roll_var(values, first, n, carry: Carry | None = None):
+    carry = carry or Carry()
+    state_in, state_out = carry.arrays(values.shape[0], VAR_STATE)
+    return _roll_var(values, first, n, carry.resume_at, state_in, carry.checkpoint, state_out)
+
+
+def roll_regression(values, first, n, kind, carry: Carry | None = None):
+    carry = carry or Carry()
+    state_in, state_out = carry.arrays(values.shape[0], REGRESSION_STATE + n)
+    return _roll_regression(values, first, n, kind, carry.resume_at, state_in, carry.checkpoint, state_out)
+
+
+@njit(cache=CACHE)
+def _resumes(s, start, resume_at, state_in):
+    return resume_at >= 0 and state_in[s, 0] == 1.0 and start < resume_at
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
-def _roll_total(values, first, n, mean):
+def _roll_total(values, first, n, mean, resume_at, state_in, checkpoint, state_out):
     """pandas' roll_mean (mean=True) or roll_sum: Kahan sums, one compensation for additions and one for
     removals; a window of equal values is exactly that value (times the count, for a sum)."""
     stocks, days = values.shape
@@ -47,7 +97,12 @@ def _roll_total(values, first, n, mean):
         comp_remove = 0.0
         same = 0
         prev = values[s, start]
-        for t in range(start, days):
+        begin = start
+        if _resumes(s, start, resume_at, state_in):
+            nobs, neg, total = int(state_in[s, 1]), int(state_in[s, 2]), state_in[s, 3]
+            comp_add, comp_remove, same, prev = state_in[s, 4], state_in[s, 5], int(state_in[s, 6]), state_in[s, 7]
+            begin = resume_at
+        for t in range(begin, days):
             if t - n >= start:
                 old = values[s, t - n]
                 if not np.isnan(old):
@@ -72,6 +127,9 @@ def _roll_total(values, first, n, mean):
                 else:
                     same = 1
                 prev = val
+            if t == checkpoint:
+                state_out[s, 0], state_out[s, 1], state_out[s, 2], state_out[s, 3] = 1.0, nobs, neg, total
+                state_out[s, 4], state_out[s, 5], state_out[s, 6], state_out[s, 7] = comp_add, comp_remove, same, prev
             if nobs == 0:
                 continue
             if not mean:
@@ -87,7 +145,7 @@ def _roll_total(values, first, n, mean):
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_var(values, first, n):
+def _roll_var(values, first, n, resume_at, state_in, checkpoint, state_out):
     """Sample variance (ddof 1); NaN below two observations."""
     stocks, days = values.shape
     out = np.full((stocks, days), np.nan)
@@ -102,7 +160,12 @@ def roll_var(values, first, n):
         comp_remove = 0.0
         same = 0
         prev = values[s, start]
-        for t in range(start, days):
+        begin = start
+        if _resumes(s, start, resume_at, state_in):
+            nobs, mean, ssqdm = state_in[s, 1], state_in[s, 2], state_in[s, 3]
+            comp_add, comp_remove, same, prev = state_in[s, 4], state_in[s, 5], int(state_in[s, 6]), state_in[s, 7]
+            begin = resume_at
+        for t in range(begin, days):
             if t - n >= start:
                 old = values[s, t - n]
                 if not np.isnan(old):
@@ -131,6 +194,9 @@ def roll_var(values, first, n):
                 comp_add = z + mean - y
                 mean = mean + z / nobs
                 ssqdm = ssqdm + (val - prev_mean) * (val - mean)
+            if t == checkpoint:
+                state_out[s, 0], state_out[s, 1], state_out[s, 2], state_out[s, 3] = 1.0, nobs, mean, ssqdm
+                state_out[s, 4], state_out[s, 5], state_out[s, 6], state_out[s, 7] = comp_add, comp_remove, same, prev
             if nobs > 1:
                 out[s, t] = 0.0 if same >= nobs else ssqdm / (nobs - 1.0)
     return out
@@ -140,10 +206,11 @@ SLOPE, RSQUARE, RESI = 0, 1, 2
 
 
 @njit(parallel=True, cache=CACHE, error_model="numpy")
-def roll_regression(values, first, n, kind):
+def _roll_regression(values, first, n, kind, resume_at, state_in, checkpoint, state_out):
     """Qlib's Cython rolling slope / rsquare / resi against the day index 1..n."""
     stocks, days = values.shape
     out = np.full((stocks, days), np.nan)
+    ring_at = REGRESSION_STATE
     for s in prange(stocks):
         ring = np.full(n, np.nan)
         head = 0
@@ -154,7 +221,13 @@ def roll_regression(values, first, n, kind):
         y_sum = 0.0
         y2_sum = 0.0
         xy_sum = 0.0
-        for t in range(first[s], days):
+        begin = first[s]
+        if _resumes(s, first[s], resume_at, state_in):
+            head, na_count, i_sum, x_sum = int(state_in[s, 1]), int(state_in[s, 2]), state_in[s, 3], state_in[s, 4]
+            x2_sum, y_sum, y2_sum, xy_sum = state_in[s, 5], state_in[s, 6], state_in[s, 7], state_in[s, 8]
+            ring[:] = state_in[s, ring_at : ring_at + n]
+            begin = resume_at
+        for t in range(begin, days):
             val = values[s, t]
             xy_sum = xy_sum - y_sum
             x2_sum = x2_sum + i_sum - 2 * x_sum
@@ -177,6 +250,11 @@ def roll_regression(values, first, n, kind):
                 y_sum += val
                 y2_sum += val * val
                 xy_sum += n * val
+            if t == checkpoint:
+                state_out[s, 0], state_out[s, 1], state_out[s, 2], state_out[s, 3] = 1.0, head, na_count, i_sum
+                state_out[s, 4], state_out[s, 5], state_out[s, 6], state_out[s, 7] = x_sum, x2_sum, y_sum, y2_sum
+                state_out[s, 8] = xy_sum
+                state_out[s, ring_at : ring_at + n] = ring
             count = n - na_count
             if kind == SLOPE:
                 out[s, t] = (count * xy_sum - x_sum * y_sum) / (count * x2_sum - x_sum * x_sum)

@@ -3,12 +3,16 @@
 It returns the frame QlibDataLoader returns (D.features for each group, columns named, index
 (datetime, instrument) sorted, groups side by side), so Qlib's handler, processors and dataset run on it
 unchanged. The instruments and their listing spans come from Qlib's own D.instruments.
+
+Inside `raw_features.using(cache)` the loader serves its frame from the raw-feature cache, which keeps it
+(with the kernels' running states) to the data's last day and extends it when the data grows.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +20,48 @@ import pandas as pd
 from qlib.data.dataset.loader import DLWParser
 
 from qtrack.features import panel as panels
-from qtrack.features.engine import Evaluator
-from qtrack.features.expressions import parse
+from qtrack.features import raw_features
+from qtrack.features.engine import Evaluator, Extension, NotExtendable, check_extendable
+from qtrack.features.expressions import Node, parse
 
 log = logging.getLogger("qtrack")
+
+
+@dataclass
+class Request:
+    """What one load computes: the expressions and the calendar days and instruments they cover."""
+
+    trees: list[Node]
+    columns: list[tuple]
+    grouped: bool
+    calendar: pd.DatetimeIndex
+    start: int  # calendar index of the first output day
+    spans: dict[str, list]
+    root: Path
+    freq: str
+
+    @property
+    def back(self) -> int:
+        return max(tree.window()[0] for tree in self.trees)
+
+    @property
+    def ahead(self) -> int:
+        return max(tree.window()[1] for tree in self.trees)
+
+    @property
+    def fields(self) -> set[str]:
+        return set().union(*(tree.fields() for tree in self.trees))
+
+    def anchor(self, tree: Node) -> int:
+        """The calendar day a full build starts this expression at (Qlib's load start)."""
+        return max(0, self.start - tree.window()[0])
+
+    def frame(self, values: np.ndarray, days: np.ndarray, names: list[str], stocks: np.ndarray) -> pd.DataFrame:
+        index = pd.MultiIndex.from_arrays(
+            [self.calendar[days], pd.Index(names, dtype=object)[stocks]], names=["datetime", "instrument"]
+        )
+        header = pd.MultiIndex.from_tuples(self.columns) if self.grouped else pd.Index([c[1] for c in self.columns])
+        return pd.DataFrame(values, index=index, columns=header, copy=False)
 
 
 class FastDataLoader(DLWParser):
@@ -31,41 +73,107 @@ class FastDataLoader(DLWParser):
         raise NotImplementedError("the fast engine computes every group in one pass: use load()")
 
     def load(self, instruments=None, start_time=None, end_time=None) -> pd.DataFrame:
+        cache = raw_features.active()
+        if cache is not None:
+            return cache.frame(self, instruments, start_time, end_time)
+        request = self.request(instruments, start_time)
+        end = int(request.calendar.searchsorted(pd.Timestamp(end_time) if end_time else request.calendar[-1], "right"))
+        return compute(request, end - 1).frame
+
+    def request(self, instruments, start_time) -> Request:
         from qlib.data import D
 
-        began = time.perf_counter()
         groups = self.fields if self.is_group else {None: self.fields}
-        trees = {group: [parse(expr) for expr in exprs] for group, (exprs, _) in groups.items()}
-        every = [tree for group_trees in trees.values() for tree in group_trees]
         calendar = pd.DatetimeIndex(D.calendar(freq=self.freq, future=False))
-        start = int(calendar.searchsorted(pd.Timestamp(start_time) if start_time else calendar[0]))
-        end = int(calendar.searchsorted(pd.Timestamp(end_time) if end_time else calendar[-1], side="right")) - 1
-        back = max(tree.window()[0] for tree in every)
-        ahead = max(tree.window()[1] for tree in every)
-        spans = _instrument_spans(instruments, self.freq)
-        names = sorted(spans)
-        begin, stop = max(0, start - back), min(len(calendar) - 1, end + ahead)
-        fields = set().union(*(tree.fields() for tree in every))
-        panel = panels.load(_data_root(self.freq), names, fields, begin, stop, self.freq)
-
-        rows = _output_rows(panel, spans, calendar, start - begin, end - begin)
-        day_idx, stock_idx = np.nonzero(rows.T)  # datetime-major, instruments sorted: Qlib's sort_index
-        columns = [(group, name) for group, (_, group_names) in groups.items() for name in group_names]
-        values = np.empty((day_idx.size, len(columns)), dtype=np.float32, order="F")
-        evaluator = Evaluator(panel)
-        cells = stock_idx * panel.days + day_idx  # positions in a [stock, day] panel, raveled
-        # Expressions that start on the same day share sub-expressions (SUMP, SUMN and SUMD share both
-        # sums): computing them together lets a small memo catch every reuse.
-        order = sorted(range(len(every)), key=lambda j: (evaluator.origin(every[j], start - begin), j))
-        for j in order:
-            np.take(evaluator.top(every[j], start - begin).ravel(), cells, out=values[:, j])
-        index = pd.MultiIndex.from_arrays(
-            [calendar[begin + day_idx], pd.Index(names, dtype=object)[stock_idx]], names=["datetime", "instrument"]
+        return Request(
+            trees=[parse(expr) for exprs, _ in groups.values() for expr in exprs],
+            columns=[(group, name) for group, (_, names) in groups.items() for name in names],
+            grouped=self.is_group,
+            calendar=calendar,
+            start=int(calendar.searchsorted(pd.Timestamp(start_time) if start_time else calendar[0])),
+            spans=_instrument_spans(instruments, self.freq),
+            root=_data_root(self.freq),
+            freq=self.freq,
         )
-        header = pd.MultiIndex.from_tuples(columns) if self.is_group else pd.Index([c[1] for c in columns])
-        frame = pd.DataFrame(values, index=index, columns=header, copy=False)
-        log.info("fast features: %d rows x %d columns in %.2fs", *values.shape, time.perf_counter() - began)
-        return frame
+
+
+@dataclass
+class Computed:
+    """A computed frame, and (when asked for) the kernels' states after the checkpoint day."""
+
+    frame: pd.DataFrame
+    states: dict
+    names: list[str]
+
+
+def compute(request: Request, end: int, checkpoint: int = -1, names: list[str] | None = None) -> Computed:
+    """Every expression over calendar days request.start..end; stateful kernels' states are saved after
+    calendar day `checkpoint` (-1: not saved)."""
+    began = time.perf_counter()
+    names = sorted(request.spans) if names is None else names
+    begin, stop = max(0, request.start - request.back), min(len(request.calendar) - 1, end + request.ahead)
+    panel = panels.load(request.root, names, request.fields, begin, stop, request.freq)
+    extension = Extension(checkpoint=checkpoint - begin if checkpoint >= 0 else -1)
+    evaluator = Evaluator(panel, extension=extension)
+    rows = _output_rows(panel, request.spans, request.calendar, request.start - begin, end - begin)
+    values, days, stocks = _evaluate(evaluator, request.trees, rows, lambda tree: (request.start - begin, None))
+    frame = request.frame(values, begin + days, names, stocks)
+    log.info("fast features: %d rows x %d columns in %.2fs", *values.shape, time.perf_counter() - began)
+    return Computed(frame, extension.saved, names)
+
+
+@dataclass
+class Tail:
+    """The rows of calendar days `resume`.. (to the data's end) for `names`, planned before they are
+    computed, so that their number is known: `rows` [stock, panel day] selects them."""
+
+    panel: panels.Panel
+    rows: np.ndarray
+    resume: int
+    names: list[str]
+
+    @property
+    def size(self) -> int:
+        return int(self.rows.sum())
+
+
+def plan_tail(request: Request, resume: int, names: list[str]) -> Tail:
+    for tree in request.trees:
+        check_extendable(tree)
+    end = len(request.calendar) - 1
+    begin = max(0, resume - request.back - 1)
+    panel = panels.load(request.root, names, request.fields, begin, end, request.freq)
+    return Tail(panel, _output_rows(panel, request.spans, request.calendar, resume - begin, end - begin), resume, names)
+
+
+def compute_tail(request: Request, tail: Tail, states: dict, checkpoint: int, out: np.ndarray | None = None):
+    """The tail's float32 values [row, expression] (into `out` if given), its rows' calendar days and stock
+    positions, and the kernels' states after calendar day `checkpoint`. The stateful kernels resume from
+    `states`, saved after calendar day tail.resume - 1 by the build being extended."""
+    begin = tail.panel.offset
+    extension = Extension(resume_at=tail.resume - begin, states=states, checkpoint=checkpoint - begin)
+    evaluator = Evaluator(tail.panel, extension=extension)
+    values, days, stocks = _evaluate(
+        evaluator, request.trees, tail.rows, lambda tree: (tail.resume - begin, request.anchor(tree)), out
+    )
+    # No new day (the same calendar, other files): the checkpoint is still the day before the resume.
+    return values, begin + days, stocks, extension.saved if checkpoint >= tail.resume else states
+
+
+def _evaluate(evaluator: Evaluator, trees: list[Node], rows: np.ndarray, where, out=None) -> tuple[np.ndarray, ...]:
+    """float32 values [row, expression] of the rows selected by `rows` [stock, day], datetime-major
+    (Qlib's sort_index), into `out` if given. `where(tree)` gives (start, anchor) for Evaluator.top."""
+    day_idx, stock_idx = np.nonzero(rows.T)
+    values = np.empty((day_idx.size, len(trees)), dtype=np.float32, order="F") if out is None else out
+    cells = stock_idx * evaluator.panel.days + day_idx  # positions in a [stock, day] panel, raveled
+    # Expressions that start on the same day share sub-expressions (SUMP, SUMN and SUMD share both
+    # sums): computing them together lets a small memo catch every reuse.
+    placed = [where(tree) for tree in trees]
+    order = sorted(range(len(trees)), key=lambda j: (placed[j][0] - trees[j].window()[0], j))
+    for j in order:
+        start, anchor = placed[j]
+        np.take(evaluator.top(trees[j], start, anchor).ravel(), cells, out=values[:, j])
+    return values, day_idx, stock_idx
 
 
 def _instrument_spans(instruments, freq: str) -> dict[str, list]:
@@ -93,3 +201,6 @@ def _output_rows(panel: panels.Panel, spans: dict, calendar: pd.DatetimeIndex, s
     stored = (days >= panel.first[:, None]) & (days <= panel.last[:, None])
     wanted = (days >= start) & (days <= end)
     return stored & wanted & panels.spans_mask(panel, spans, calendar)
+
+
+__all__ = ["FastDataLoader", "NotExtendable", "compute", "compute_tail", "plan_tail"]
