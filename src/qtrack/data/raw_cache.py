@@ -32,7 +32,7 @@ import pandas as pd
 
 from qtrack.data.feature_cache import FeatureCache
 from qtrack.features.engine import NotExtendable
-from qtrack.features.loader import Computed, Request, Tail, compute, compute_tail, plan_tail
+from qtrack.features.loader import Request, Tail, compute, compute_tail, plan_tail
 
 log = logging.getLogger("qtrack")
 FORMAT_VERSION = 1
@@ -175,7 +175,7 @@ def _rebuilt_in_part(previous, kept, request, tail, states, changed, checkpoint)
         kept = kept[kept.index.get_level_values("instrument").isin(tail.names)]
     parts = [kept, request.frame(values, days, tail.names, stocks), *([whole.frame] if whole else [])]
     frame = pd.concat(parts, copy=False).sort_index()
-    pieces = [Computed(frame, saved, tail.names), *([whole] if whole else [])]
+    pieces = [(tail.names, saved), *([(whole.names, whole.states)] if whole else [])]
     return frame, _merge_states(pieces, sorted(request.spans))
 
 
@@ -222,12 +222,13 @@ def _rows(states: dict, names: list[str], wanted: list[str]) -> dict:
     return {key: state[rows] for key, state in states.items()}
 
 
-def _merge_states(parts: list[Computed], names: list[str]) -> dict:
+def _merge_states(parts: list[tuple[list[str], dict]], names: list[str]) -> dict:
+    """The states of parts computed for some of `names` each, as rows in `names` order."""
     position = {name: i for i, name in enumerate(names)}
     merged: dict = {}
-    for part in parts:
-        rows = np.array([position[name] for name in part.names], dtype=np.int64)
-        for key, state in part.states.items():
+    for part_names, states in parts:
+        rows = np.array([position[name] for name in part_names], dtype=np.int64)
+        for key, state in states.items():
             if key not in merged:
                 merged[key] = np.zeros((len(names), state.shape[1]))
             merged[key][rows] = state
