@@ -129,9 +129,7 @@ def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning
     raw = RawFeatureCache(cache.folder, source.fingerprint, on_warning) if cache.enabled else None
 
     def build() -> Any:
-        if raw is None:
-            return build_dataset(config)
-        with raw_features.using(raw):
+        with raw_features.using(raw):  # None (cache off): the loader computes the features
             return build_dataset(config)
 
     key = cache_key(source.fingerprint, config)

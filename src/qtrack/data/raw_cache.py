@@ -35,7 +35,7 @@ from qtrack.features.engine import NotExtendable
 from qtrack.features.loader import Request, Tail, compute, compute_tail, plan_tail
 
 log = logging.getLogger("qtrack")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the regression kernels' state lost an unused slot
 KEEP = 2  # entries kept per feature set: the newest data version and the one before (a leased run may read it)
 
 

@@ -215,7 +215,8 @@ class Evaluator:
         count[np.isnan(count)] = 0.0  # pandas' roll_sum with min_periods=0 gives 0 for an empty window
         numerator = (mean_xy - mean_x * mean_y) * (count / (count - 1))
         variance_x = self._kernel("var_x", node, origin, kernels.roll_var, x)
-        result = numerator / (variance_x * self._kernel("var_y", node, origin, kernels.roll_var, y)) ** 0.5
+        variance_y = self._kernel("var_y", node, origin, kernels.roll_var, y)
+        result = numerator / (variance_x * variance_y) ** 0.5
         flat = self._flat("flat_left", node, origin, _prepped(np.asarray(left, dtype=np.float64)))
         flat |= self._flat("flat_right", node, origin, _prepped(np.asarray(right, dtype=np.float64)))
         result[flat] = np.nan

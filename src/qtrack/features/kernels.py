@@ -30,7 +30,7 @@ from numba import njit, prange
 CACHE = True
 TOTAL_STATE = 8  # flag, nobs, neg, total, comp_add, comp_remove, same, prev
 VAR_STATE = 8  # flag, nobs, mean, ssqdm, comp_add, comp_remove, same, prev
-REGRESSION_STATE = 10  # flag, head, na_count, i_sum, x_sum, x2_sum, y_sum, y2_sum, xy_sum, -, then the ring
+REGRESSION_STATE = 9  # flag, head, na_count, i_sum, x_sum, x2_sum, y_sum, y2_sum, xy_sum, then the ring
 
 
 @dataclass
@@ -43,36 +43,32 @@ class Carry:
     checkpoint: int = -1
     state_out: np.ndarray | None = field(default=None, repr=False)
 
-    def arrays(self, stocks: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        state_in = self.state_in if self.state_in is not None and self.resume_at >= 0 else np.zeros((stocks, width))
-        if state_in.shape != (stocks, width):
-            raise ValueError(f"a saved kernel state of shape {state_in.shape}, expected {(stocks, width)}")
-        self.state_out = np.zeros((stocks, width))
-        return np.ascontiguousarray(state_in, dtype=np.float64), self.state_out
+
+def _carried(carry: Carry | None, stocks: int, width: int) -> tuple[int, np.ndarray, int, np.ndarray]:
+    """The kernel's resume day, input states, checkpoint and (fresh) output states; `carry.state_out` is
+    set to the latter, which the kernel fills."""
+    carry = carry or Carry()
+    state_in = carry.state_in if carry.state_in is not None and carry.resume_at >= 0 else np.zeros((stocks, width))
+    if state_in.shape != (stocks, width):
+        raise ValueError(f"a saved kernel state of shape {state_in.shape}, expected {(stocks, width)}")
+    carry.state_out = np.zeros((stocks, width))
+    return carry.resume_at, np.ascontiguousarray(state_in, dtype=np.float64), carry.checkpoint, carry.state_out
 
 
 def roll_mean(values, first, n, carry: Carry | None = None):
-    carry = carry or Carry()
-    state_in, state_out = carry.arrays(values.shape[0], TOTAL_STATE)
-    return _roll_total(values, first, n, True, carry.resume_at, state_in, carry.checkpoint, state_out)
+    return _roll_total(values, first, n, True, *_carried(carry, values.shape[0], TOTAL_STATE))
 
 
 def roll_sum(values, first, n, carry: Carry | None = None):
-    carry = carry or Carry()
-    state_in, state_out = carry.arrays(values.shape[0], TOTAL_STATE)
-    return _roll_total(values, first, n, False, carry.resume_at, state_in, carry.checkpoint, state_out)
+    return _roll_total(values, first, n, False, *_carried(carry, values.shape[0], TOTAL_STATE))
 
 
 def roll_var(values, first, n, carry: Carry | None = None):
-    carry = carry or Carry()
-    state_in, state_out = carry.arrays(values.shape[0], VAR_STATE)
-    return _roll_var(values, first, n, carry.resume_at, state_in, carry.checkpoint, state_out)
+    return _roll_var(values, first, n, *_carried(carry, values.shape[0], VAR_STATE))
 
 
 def roll_regression(values, first, n, kind, carry: Carry | None = None):
-    carry = carry or Carry()
-    state_in, state_out = carry.arrays(values.shape[0], REGRESSION_STATE + n)
-    return _roll_regression(values, first, n, kind, carry.resume_at, state_in, carry.checkpoint, state_out)
+    return _roll_regression(values, first, n, kind, *_carried(carry, values.shape[0], REGRESSION_STATE + n))
 
 
 @njit(cache=CACHE)
