@@ -56,6 +56,17 @@ def test_bad_segments_fail_in_one_line(workspace, shared_data_root, segments, fr
     assert_one_line_error(result, fragment)
 
 
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("2018-06-01", "dataset.features_from 2018-06-01 is after the train segment's start"),
+     ("soon", "dataset.features_from: not a date: soon")],
+)
+def test_features_cannot_start_after_the_train_segment(workspace, shared_data_root, value, fragment):
+    result = run_cli(["train", *TINY, f"dataset.features_from={value}"], cwd=workspace,
+                     env={"QTRACK_DATA_ROOT": str(shared_data_root)})
+    assert_one_line_error(result, fragment)
+
+
 def test_cfg_prints_the_resolved_config(workspace):
     result = run_cli(["train", "--cfg", "model=xgboost", "seed=4"], cwd=workspace)
     assert result.code == 0, result.stderr

@@ -11,6 +11,7 @@ dataset name (so another cache), builds them whole; the two raw entries must be 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -129,3 +130,31 @@ def test_the_label_of_the_last_days_before_the_update_is_filled_in(runs) -> None
     old_last = pd.Timestamp((workspace / "full" / "calendars" / "day.txt").read_text().split()[MIDDLE_DAYS - 1])
     label = frame.xs(old_last, level="datetime")["label"].iloc[:, 0]
     assert label.notna().all()  # unknown (NaN) before the update: it needs the two days after
+
+
+def retrain(workspace: Path, data: Path, *extra: str):
+    args = ["retrain", "dataset=csi300", f"dataset.provider_uri={data}", "dataset.name=daily", "model=linear",
+            "retrain.train_days=150", "retrain.valid_days=40", "retrain.holdout_days=40", "mlflow.qlib_report=false",
+            "mlflow.plots=false", "-q", *extra]
+    result = run_cli(args, cwd=workspace, env={"QTRACK_DATA_ROOT": str(workspace / "data")})
+    assert result.code == 0, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri(workspace))
+    experiment = client.get_experiment_by_name("daily_alpha158").experiment_id
+    return client.search_runs([experiment], order_by=["attributes.start_time DESC"])[0]
+
+
+def test_a_daily_retrain_extends_the_features_of_the_day_before(tmp_path: Path) -> None:
+    # The train window moves with the data; the features' start moves only every feature_anchor_days, so the
+    # next day's retrain extends the cached raw features instead of computing them whole.
+    full = write_qlib_directory(tmp_path / "full", days=ALL_DAYS)
+    data = tmp_path / "qlib_data"
+    cut(full, data, MIDDLE_DAYS)
+    first = retrain(tmp_path, data)
+    shutil.rmtree(data)
+    cut(full, data, ALL_DAYS)
+    second = retrain(tmp_path, data)
+    moved = [json.loads(run.data.params["dataset.segments.train"])[0] for run in (first, second)]
+    assert moved[0] < moved[1]  # the window moved ten days, the features' start did not:
+    first_day = (full / "calendars" / "day.txt").read_text().split()[0]
+    assert first.data.params["dataset.features_from"] == second.data.params["dataset.features_from"] == first_day
+    assert [run.data.tags["qtrack.feature_cache"] for run in (first, second)] == ["miss", "extended"]

@@ -152,9 +152,11 @@ def test_benchmark_rolling_ranks_models_on_their_walk_forward_record(workspace: 
                       'model_overrides.lightgbm=["model.num_boost_round=60"]', "rolling.step=60",
                       "rolling.valid_days=30", "-q"], cwd=workspace, env={"QTRACK_DATA_ROOT": str(shared_data_root)})
     assert result.code == 0, result.stderr
+    assert "Ranked by Rank IC (walk-forward out-of-sample record)" in result.stdout
     client = MlflowClient(tracking_uri(workspace))
     runs = client.search_runs([client.get_experiment_by_name("synthetic_alpha158").experiment_id])
     benchmark = next(run for run in runs if run.data.tags.get("qtrack.stage") == "benchmark")
+    assert benchmark.data.tags["qtrack.benchmark.scope"] == "walk-forward out-of-sample record"
     jobs = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == benchmark.info.run_id]
     assert sorted(job.data.params["model.name"] for job in jobs) == ["lightgbm", "linear"]
     for job in jobs:

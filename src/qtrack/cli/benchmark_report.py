@@ -24,6 +24,6 @@ def report(
     quiet_third_party()
     results = build_report(experiment, metric, resolve_tracking_uri())
     table = ranking(results)
-    out.print(ranking_markdown(table, results.metric), soft_wrap=True, markup=False)
+    out.print(ranking_markdown(table, results.metric, results.scope), soft_wrap=True, markup=False)
     if output:
         output.write_text(results_payload(results, table))

@@ -89,6 +89,8 @@ class DatasetSchema:
     limit_threshold: Optional[float] = ranged(None, gt=0.0, lt=1.0)
     segments: SegmentsSchema = field(default_factory=SegmentsSchema)
     split: SplitSchema = field(default_factory=SplitSchema)
+    # The first day features are computed from (the handler's start); null: the train segment's start.
+    features_from: Optional[str] = None
     cache: bool = MISSING
     synthetic: Optional[SyntheticSpec] = None
 
@@ -156,6 +158,7 @@ class RetrainSchema:
     holdout_days: int = ranged(ge=5)
     metric: str = ranged(choices=("IC", "ICIR", "Rank IC", "Rank ICIR"))
     min_improvement: float = ranged()
+    feature_anchor_days: int = ranged(ge=0)
     summary: Optional[str] = None
 
 

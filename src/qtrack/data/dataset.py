@@ -67,7 +67,25 @@ def resolve_segments(cfg: Any, source: DataSource) -> tuple[segments.Segments, l
             )
         calendar = calendar[(calendar >= first) & (calendar <= last)]
     segs, more = segments.resolve(calendar, configured, dict(cfg.dataset.split), int(cfg.features.label_horizon))
+    features_from(cfg, segs)  # a bad dataset.features_from fails here, with the segments
     return segs, notices + more
+
+
+def features_from(cfg: Any, segs: segments.Segments) -> str:
+    """The handler's start: dataset.features_from, or the train segment's start."""
+    import pandas as pd
+
+    train_start = segs.as_dict()["train"][0]
+    given = cfg.dataset.get("features_from")
+    if given is None:
+        return train_start
+    try:
+        start = pd.Timestamp(str(given))
+    except ValueError:
+        raise QtrackError(f"dataset.features_from: not a date: {given}") from None
+    if start > pd.Timestamp(train_start):
+        raise QtrackError(f"dataset.features_from {start.date()} is after the train segment's start {train_start}")
+    return start.strftime("%Y-%m-%d")
 
 
 def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
@@ -78,7 +96,7 @@ def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
     spans = segs.as_dict()
     handler_kwargs = {
         "instruments": cfg.dataset.market,
-        "start_time": spans["train"][0],
+        "start_time": features_from(cfg, segs),
         "end_time": spans["test"][1],
         "fit_start_time": spans["train"][0],
         "fit_end_time": spans["train"][1],

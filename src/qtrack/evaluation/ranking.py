@@ -39,21 +39,27 @@ class Job:
     constant: bool = False  # the model predicted a constant: its Rank IC is NaN and left out of the mean
 
 
+TEST_SEGMENT = "test segment"
+WALK_FORWARD = "walk-forward out-of-sample record"
+
+
 @dataclass
 class BenchmarkResults:
     metric: str
     jobs: list[Job]
     experiment: str | None = None
     parent_run_id: str | None = None
+    scope: str = TEST_SEGMENT  # what the jobs' metrics cover
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "experiment": self.experiment, "parent_run_id": self.parent_run_id,
-                "jobs": [asdict(job) for job in self.jobs]}
+                "scope": self.scope, "jobs": [asdict(job) for job in self.jobs]}
 
     @classmethod
     def from_dict(cls, data: dict) -> BenchmarkResults:
         return cls(metric=data["metric"], experiment=data.get("experiment"),
-                   parent_run_id=data.get("parent_run_id"), jobs=[Job(**job) for job in data["jobs"]])
+                   parent_run_id=data.get("parent_run_id"), scope=data.get("scope", TEST_SEGMENT),
+                   jobs=[Job(**job) for job in data["jobs"]])
 
 
 def ranking(results: BenchmarkResults, metric: str | None = None) -> pd.DataFrame:
@@ -90,9 +96,9 @@ def results_payload(results: BenchmarkResults, table: pd.DataFrame) -> str:
     return json.dumps({**results.to_dict(), "ranking": rows}, indent=2)
 
 
-def ranking_markdown(table: pd.DataFrame, metric: str) -> str:
+def ranking_markdown(table: pd.DataFrame, metric: str, scope: str = TEST_SEGMENT) -> str:
     names = [name for name in TABLE if f"avg_{name}" in table.columns]
-    lines = [f"Ranked by {metric} (test segment), mean ± std over seeds.", "",
+    lines = [f"Ranked by {metric} ({scope}), mean ± std over seeds.", "",
              "| Model | " + " | ".join(TABLE[n] for n in names) + " | Runs |",
              "|---|" + "---|" * (len(names) + 1)]
     for model, row in table.iterrows():

@@ -23,6 +23,8 @@ from qtrack.data.prepare import prepare
 from qtrack.errors import QtrackError
 from qtrack.evaluation.ranking import (
     RANKABLE,
+    TEST_SEGMENT,
+    WALK_FORWARD,
     BenchmarkResults,
     Job,
     numeric_metrics,
@@ -64,8 +66,10 @@ def run_benchmark(overrides: list[str], quiet: bool = False,
             child_cfgs = {index: walk.base(cfg) for index, cfg in child_cfgs.items()}
         steps = Steps(quiet=quiet)
         data = prepare(child_cfgs[min(child_cfgs)], steps)
-        results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name)
+        results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name,
+                                   scope=TEST_SEGMENT if walk is None else WALK_FORWARD)
         tags = run_tags(data.source.fingerprint, {names.STAGE: names.BENCHMARK, "qtrack.benchmark.metric": metric,
+                                                  names.BENCHMARK_SCOPE: results.scope,
                                                   names.FEATURE_CACHE: data.cache_status})
         run_name = f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
         with run_context(ctx.cfg.mlflow.tracking_uri, ctx.cfg.mlflow.experiment_name, run_name, tags,
@@ -225,7 +229,7 @@ def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Pa
     best_model = table.index[0]
     metric = results.metric
     (run_dir / "ranking.json").write_text(results_payload(results, table))
-    (run_dir / "ranking.md").write_text(ranking_markdown(table, metric))
+    (run_dir / "ranking.md").write_text(ranking_markdown(table, metric, results.scope))
     with tempfile.TemporaryDirectory() as tmp:
         chart = Path(tmp) / "ranking.png"
         ranking_chart(table, metric, chart)
@@ -242,5 +246,5 @@ def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Pa
 
 
 def _print_ranking(results: BenchmarkResults, run_dir: Path) -> None:
-    out.print(ranking_markdown(ranking(results), results.metric), soft_wrap=True, markup=False)
+    out.print(ranking_markdown(ranking(results), results.metric, results.scope), soft_wrap=True, markup=False)
     err.print(f"[dim]parent run {results.parent_run_id}; results in {run_dir}[/]")

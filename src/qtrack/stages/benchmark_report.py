@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qtrack.errors import QtrackError
-from qtrack.evaluation.ranking import BenchmarkResults, Job, numeric_metrics
+from qtrack.evaluation.ranking import TEST_SEGMENT, BenchmarkResults, Job, numeric_metrics
 from qtrack.tracking import names
 from qtrack.tracking.runs import client_for
 
@@ -29,4 +29,5 @@ def report(experiment: str, metric: str | None, tracking_uri: str) -> BenchmarkR
         for run in children
     ]
     return BenchmarkResults(metric=metric or parent.data.tags.get("qtrack.benchmark.metric", "Rank IC"),
-                            jobs=jobs, experiment=experiment, parent_run_id=parent.info.run_id)
+                            jobs=jobs, experiment=experiment, parent_run_id=parent.info.run_id,
+                            scope=parent.data.tags.get(names.BENCHMARK_SCOPE, TEST_SEGMENT))

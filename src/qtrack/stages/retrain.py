@@ -28,7 +28,7 @@ from qtrack.tracking.names import DATA_END, higher_is_better
 
 DECISION = "qtrack.retrain.decision"
 
-RETRAIN_KEYS = ("retrain", "dataset.segments")  # retrain lays out the segments itself
+RETRAIN_KEYS = ("retrain", "dataset.segments", "dataset.features_from")  # retrain lays these out itself
 
 
 class RetrainLocked(QtrackError):
@@ -107,6 +107,9 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
     spans = segments.rolling(calendar, int(settings.train_days), int(settings.valid_days),
                              int(settings.holdout_days), int(cfg.features.label_horizon))
     segment_overrides = [f"dataset.segments.{k}=[{a},{b}]" for k, (a, b) in spans.as_dict().items()]
+    anchor = feature_anchor(calendar, spans, int(settings.feature_anchor_days))
+    if anchor is not None:
+        segment_overrides.append(f"dataset.features_from={anchor}")
     base = config.train_overrides(overrides, RETRAIN_KEYS)
     train_cfg = config.compose("train", [*base, *segment_overrides]).cfg
     steps = Steps(quiet=quiet)
@@ -128,6 +131,16 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
     if outcome.decision == "promoted":
         client.set_registered_model_alias(name, settings.alias, version.version)
     return outcome
+
+
+def feature_anchor(calendar: Any, spans: segments.Segments, every: int) -> str | None:
+    """The train window's start rounded down to a multiple of `every` trading days (None when 0). The
+    window moves a day at a time; the features' start, and with it the cached raw features, only every
+    `every` days, so the retrains in between extend them."""
+    if every <= 0:
+        return None
+    start = int(calendar.get_loc(spans.as_dict()["train"][0]))
+    return calendar[start // every * every].strftime("%Y-%m-%d")
 
 
 def last_evaluated(client: Any, name: str, champion: Any) -> Any:

@@ -14,6 +14,7 @@ GIT_COMMIT = "qtrack.git_commit"
 DATA_FINGERPRINT = "qtrack.data_fingerprint"
 DATA_END = "qtrack.data_end"
 FEATURE_CACHE = "qtrack.feature_cache"
+BENCHMARK_SCOPE = "qtrack.benchmark.scope"  # what a benchmark ranks on: the test segment or a walk-forward record
 ERROR = "qtrack.error"
 ENDED_BY = "qtrack.ended_by"  # why a run ended KILLED: interrupted, terminated, pruned, gc-stale
 MODEL_URI = "qtrack.model_uri"
