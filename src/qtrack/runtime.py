@@ -138,6 +138,19 @@ def received_signal() -> int | None:
     return _Interrupts.received
 
 
+def raise_if_interrupted() -> None:
+    """Raise the interrupt already received. The handler raises it where the main thread happens to be,
+    and there it can be lost: an exception raised inside a finalizer or a garbage-collection callback is
+    only printed (as "Exception ignored in ..."), and a sweep would then run every remaining trial. Loops
+    that start new work call this first."""
+    import signal
+
+    from qtrack.errors import Terminated
+
+    if _Interrupts.received is not None:
+        raise Terminated() if _Interrupts.received == signal.SIGTERM else KeyboardInterrupt()
+
+
 @contextlib.contextmanager
 def critical() -> Iterator[None]:
     """A section that Ctrl-C and SIGTERM do not cut: they are raised when it ends."""

@@ -33,6 +33,7 @@ from qtrack.evaluation.ranking import (
     ranking_markdown,
     results_payload,
 )
+from qtrack.runtime import raise_if_interrupted
 from qtrack.stages.context import stage
 from qtrack.stages.core import fit_and_evaluate
 from qtrack.tracking import names
@@ -189,6 +190,7 @@ def _run_jobs(jobs: list[Job], cfgs: dict[int, Any], data: Any, parent: str, met
 
     started, total = time.perf_counter(), len(jobs)
     for index, job in enumerate(jobs):
+        raise_if_interrupted()
         if index in cfgs:
             _run_job(index, job, cfgs[index], data, parent, walk)
         done = index + 1

@@ -25,6 +25,7 @@ from qtrack.data.prepare import PreparedData, benchmark_codes, benchmark_returns
 from qtrack.data.segments import Segments, Window, walk_forward
 from qtrack.errors import QtrackError
 from qtrack.evaluation import metrics as signal
+from qtrack.runtime import raise_if_interrupted
 from qtrack.stages.context import stage
 from qtrack.stages.core import SUMMARY_METRICS, RunResult, fit_and_evaluate
 from qtrack.tracking import names
@@ -104,6 +105,7 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: 
                                       extra_tags={**child_tags, WINDOW_TAG: STATIC})
         children = []
         for window in windows:
+            raise_if_interrupted()
             child = fit_and_evaluate(_window_config(base, window.segments), _window_data(base, data, window.segments),
                                      run_name=f"{run_name}-w{window.index}", steps=steps, parent_run_id=parent.run_id,
                                      extra_tags={**child_tags, WINDOW_TAG: str(window.index)})

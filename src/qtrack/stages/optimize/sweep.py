@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from qtrack.console import err
-from qtrack.runtime import critical
+from qtrack.runtime import critical, raise_if_interrupted
 from qtrack.stages.optimize import report, study
 from qtrack.stages.optimize.objective import Objective
 from qtrack.stages.optimize.settings import Settings, TrialOutcome
@@ -91,6 +91,7 @@ class Sweep:
             self.claimed_numbers[number] = own_study
 
     def _claim(self) -> bool:
+        raise_if_interrupted()
         with self.lock:
             if self.stop.is_set() or self.started >= self.settings.trials:
                 return False
