@@ -6,12 +6,15 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from qtrack.errors import Terminated
 
 _NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "git")
 # MLflow's defaults (7 retries, 120 s timeout) hang a CI job for minutes on an unreachable server.
@@ -143,12 +146,13 @@ def raise_if_interrupted() -> None:
     and there it can be lost: an exception raised inside a finalizer or a garbage-collection callback is
     only printed (as "Exception ignored in ..."), and a sweep would then run every remaining trial. Loops
     that start new work call this first."""
-    import signal
-
-    from qtrack.errors import Terminated
-
     if _Interrupts.received is not None:
-        raise Terminated() if _Interrupts.received == signal.SIGTERM else KeyboardInterrupt()
+        raise _interrupt_for(_Interrupts.received)()
+
+
+def _interrupt_for(signum: int) -> type[BaseException]:
+    """Terminated for SIGTERM, KeyboardInterrupt for SIGINT."""
+    return Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -171,15 +175,11 @@ def install_signal_handlers() -> None:
     """SIGTERM (cron's timeout, CI's cancel, `kill`) raises Terminated and SIGINT KeyboardInterrupt in the
     main thread, outside critical sections, so every open run ends KILLED and every claimed trial FAIL
     through the same `finally` blocks. A second SIGTERM during that cleanup is ignored (SIGKILL still works)."""
-    import signal
-
-    from qtrack.errors import Terminated
-
     if threading.current_thread() is not threading.main_thread():
         return
 
     def interrupt(signum: int, frame: Any) -> None:
-        kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        kind = _interrupt_for(signum)
         _Interrupts.received = signum
         if signum == signal.SIGTERM:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)

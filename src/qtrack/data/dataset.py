@@ -67,7 +67,6 @@ def resolve_segments(cfg: Any, source: DataSource) -> tuple[segments.Segments, l
             )
         calendar = calendar[(calendar >= first) & (calendar <= last)]
     segs, more = segments.resolve(calendar, configured, dict(cfg.dataset.split), int(cfg.features.label_horizon))
-    features_from(cfg, segs)  # a bad dataset.features_from fails here, with the segments
     return segs, notices + more
 
 

@@ -41,12 +41,13 @@ def prepare(cfg: Any, steps: Steps) -> PreparedData:
     with steps.step("data", f"preparing dataset '{cfg.dataset.name}'"):
         source = ensure_data(cfg.dataset)
         segs, notices = resolve_segments(cfg, source)
+        config = dataset_config(cfg, segs)  # a bad dataset.features_from fails here, with the segments
         init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, kernels(cfg))
         benchmark = benchmark_returns(benchmark_codes(cfg, source), segs)
     for notice in notices:
         steps.note(notice)
     with steps.step("features", f"{cfg.features.name} features"):
-        dataset, cache_status, cache, binned = load_or_build_dataset(cfg, source, dataset_config(cfg, segs), steps.note)
+        dataset, cache_status, cache, binned = load_or_build_dataset(cfg, source, config, steps.note)
     return PreparedData(
         source=source, segments=segs, dataset=dataset, benchmark=benchmark, cache_status=cache_status, cache=cache,
         binned=binned, pipeline=pipeline_bytes(dataset),
