@@ -54,8 +54,11 @@ class ModelBenchmark:
         return ranking(self._results(), metric).reset_index()
 
     def save_results(self, name: str | Path) -> Path:
-        """Every job and the ranking as JSON under `output_dir` (an absolute `name` is used as is)."""
-        path = self.output_dir / name
+        """Every job and the ranking as JSON under `output_dir`; a name that leads out of it is refused."""
+        folder = Path(self.output_dir).resolve()
+        path = (folder / name).resolve()
+        if not path.is_relative_to(folder) or path == folder:
+            raise QtrackError(f"results name '{name}' leads outside output_dir {folder}: give a file name under it")
         with paths.atomic_file(path) as temporary:
             temporary.write_text(results_payload(self._results(), ranking(self._results())))
         return path

@@ -45,6 +45,10 @@ class Steps:
         if not self.quiet:
             self.console.print(f"[green]✓[/] {description} [dim]{self.seconds[name]:.1f}s[/]")
 
+    def fresh(self) -> Steps:
+        """Steps that show the same way but time from zero: for a child run, which logs only its own times."""
+        return Steps(self.console, self.quiet, self.capture)
+
     def note(self, message: str) -> None:
         """A warning the user should see, even with --quiet."""
         log.warning(message)

@@ -59,6 +59,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     removed otherwise. A reader never sees a half-written file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the file from the user's group
     os.close(handle)
     temporary = Path(name)
     try:
@@ -66,6 +67,12 @@ def atomic_file(target: Path) -> Iterator[Path]:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; put it back at once
+    os.umask(mask)
+    return mask
 
 
 def check_writable(folder: Path, what: str) -> None:

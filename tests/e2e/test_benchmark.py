@@ -177,3 +177,23 @@ def test_run_overrides_extend_the_constructors(workspace):
         ModelBenchmark(overrides=["seeds=1"]).run(["seeds=-1"])  # and run()'s come after them
     with pytest.raises(QtrackError, match="no results: call run"):
         ModelBenchmark().get_ranking()
+
+
+def test_results_never_leave_output_dir_and_follow_the_umask(finished, tmp_path):
+    import os
+    import stat
+
+    from qtrack.errors import QtrackError
+
+    loaded = ModelBenchmark.load_results(next((finished / "outputs").rglob("ranking.json")),
+                                         output_dir=tmp_path / "results")
+    for name in ("../escape.json", str(tmp_path / "elsewhere.json"), "sub/../../escape.json"):
+        with pytest.raises(QtrackError, match="leads outside output_dir"):
+            loaded.save_results(name)
+    assert not (tmp_path / "escape.json").exists() and not (tmp_path / "elsewhere.json").exists()
+    previous = os.umask(0o002)  # a team's shared results folder
+    try:
+        written = loaded.save_results("shared.json")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o664

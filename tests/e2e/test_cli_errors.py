@@ -89,8 +89,19 @@ def test_help_lists_the_config_groups(workspace):
         (["rolling.train_window=forever"], "rolling.train_window must be expanding or a number of trading days"),
         (["rolling.step=0"], "rolling.step must be at least 5"),
         (["rolling.first_test_day=1999-01-04"], "rolling.first_test_day 1999-01-04 lies outside"),
+        (["rolling.first_test_day=abc"], "rolling.first_test_day: not a date: abc"),
+        (["rolling.train_window=5"], "choose a larger rolling.train_window"),
     ],
 )
 def test_bad_rolling_settings_fail_in_one_line(workspace, shared_data_root, overrides, fragment):
     result = run_cli(["rolling", *TINY, *overrides], cwd=workspace, env={"QTRACK_DATA_ROOT": str(shared_data_root)})
     assert_one_line_error(result, fragment)
+
+
+@pytest.mark.parametrize(("age", "fragment"), [
+    ("", "invalid age ''"),  # a cron line's unset $RETENTION: never the 1d default
+    ("   ", "invalid age '   '"),
+    ("99999999999d", "invalid age '99999999999d': at most 36500d"),
+])
+def test_gc_refuses_an_empty_or_impossible_age(workspace, age, fragment):
+    assert_one_line_error(run_cli(["gc", "--older-than", age, "--yes"], cwd=workspace), fragment)

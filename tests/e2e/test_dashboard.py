@@ -247,3 +247,85 @@ def test_a_real_browser_shows_the_runs_and_a_metric_value_from_mlflow(store, tmp
     assert shown_ic in text, f"ICIR {shown_ic} of {latest.info.run_id} not on the page"
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
     assert "Traceback" not in output
+
+
+ATTACK = """<script>
+try {
+  parent.document.body.insertAdjacentHTML("afterbegin", "<h1>PWNED-BY-ARTIFACT " + parent.location.host + "</h1>");
+  document.body.insertAdjacentHTML("afterbegin", "<p id=verdict>REACHED-THE-PARENT</p>");
+} catch (error) {
+  document.body.insertAdjacentHTML("afterbegin", "<p id=verdict>BLOCKED " + error.name + "</p>");
+}
+</script>"""
+
+
+def hostile_run(store: Path) -> str:
+    """A run whose Qlib report page (the train run's real one) carries a script that writes into its parent,
+    as anyone with write access to a shared store could log."""
+    client = client_of(store)
+    page = Path(client.download_artifacts(train_run(store).info.run_id, "reports/qlib_report.html",
+                                          str(store / "hostile-dl"))).read_text()
+    path = store / "hostile" / "qlib_report.html"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(page.replace("</body>", ATTACK + "</body>"))
+    experiment = client.get_experiment_by_name("hostile")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("hostile")
+    run = client.create_run(experiment_id, run_name="hostile-report")
+    client.log_artifact(run.info.run_id, str(path), "reports")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_an_artifacts_script_cannot_reach_the_dashboard_page(store, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    hostile_run(store)
+    port = free_port()
+    server = subprocess.Popen(cli_command(["dashboard", "--port", str(port)]), cwd=store,
+                              env=cli_env({"MLFLOW_EXPERIMENT_NAME": "hostile"}), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, server)
+        driver = browser()
+    except BaseException:
+        server.kill()
+        raise
+    try:
+        driver.get(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 90
+        while not [e for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
+                   if e.text.strip() == "Run"]:
+            assert time.monotonic() < deadline, "no Run view in the sidebar"
+            time.sleep(0.5)
+        next(e for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
+             if e.text.strip() == "Run").click()
+        verdict, plots = "", 0
+        while time.monotonic() < deadline and not (verdict and plots):
+            time.sleep(0.5)
+            driver.switch_to.default_content()
+            outer = driver.find_elements(By.CSS_SELECTOR, "iframe")
+            if not outer:
+                continue
+            driver.switch_to.frame(outer[0])
+            inner = driver.find_elements(By.CSS_SELECTOR, "iframe[sandbox]")
+            if not inner:
+                continue
+            driver.switch_to.frame(inner[0])
+            verdict = driver.execute_script("var v = document.getElementById('verdict'); return v ? v.textContent : ''")
+            plots = driver.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
+        driver.switch_to.default_content()
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        screenshot = tmp_path / "hostile-report.png"
+        driver.save_screenshot(str(screenshot))
+        top = driver.find_element(By.TAG_NAME, "body").text
+        sandbox = driver.execute_script(
+            "return document.querySelector('iframe').contentDocument.querySelector('iframe').getAttribute('sandbox')")
+    finally:
+        driver.quit()
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode(errors="replace")
+    assert verdict == "BLOCKED SecurityError", (verdict, output[-2000:])
+    assert "PWNED-BY-ARTIFACT" not in top and "hostile-report" in top
+    assert sandbox == "allow-scripts", "scripts run, but never with the dashboard's origin"
+    assert plots > 0, "Qlib's graphs still draw inside the sandbox"
+    assert screenshot.stat().st_size > 20_000

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -103,3 +104,59 @@ def test_bad_prediction_files_are_refused_in_one_line(two_runs, tmp_path: Path, 
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert len(_runs(workspace)) == before
+
+
+def _train_predictions(two_runs) -> pd.DataFrame:
+    workspace, _, client, fast, _ = two_runs
+    return pd.read_pickle(client.download_artifacts(fast.info.run_id, "pred.pkl", str(workspace))).reset_index()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p.assign(score=np.nan), "no finite score (NaN or ±inf in all"),
+    (lambda p: p.assign(score=np.where(p.index % 2, np.inf, -np.inf)), "no finite score"),
+    (lambda p: p.assign(score=0.25), "every score is 0.25, so there is nothing to rank"),
+])
+def test_scores_with_nothing_to_rank_are_refused(two_runs, tmp_path: Path, change, message: str) -> None:
+    workspace, env, *_ = two_runs
+    path = tmp_path / "scores.pkl"
+    change(_train_predictions(two_runs)).to_pickle(path)
+    before = len(_runs(workspace))
+    result = run_cli(["backtest", "--pred", str(path), *TINY], cwd=workspace, env=env)
+    assert result.code == 2 and message in result.stderr, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(_runs(workspace)) == before, "nothing tracked"
+
+
+def test_non_finite_rows_are_counted_dropped_and_huge_scores_keep_their_ic(two_runs, tmp_path: Path) -> None:
+    workspace, env, client, fast, _ = two_runs
+    predictions = _train_predictions(two_runs)
+    partly = predictions.copy()
+    partly.loc[partly.index[:7], "score"] = np.inf
+    huge = predictions.assign(score=predictions["score"] * 1e200)
+    ics = {}
+    for name, frame in (("partly", partly), ("huge", huge), ("scaled", predictions.assign(score=predictions["score"]
+                                                                                           / 3.0))):
+        path = tmp_path / f"{name}.pkl"
+        frame.to_pickle(path)
+        result = run_cli(["backtest", "--pred", str(path), *TINY, f"run_name=bt-{name}"], cwd=workspace, env=env)
+        assert result.code == 0, result.stderr[-2000:]
+        if name == "partly":
+            assert f"7 of {len(partly)} rows have a NaN or ±inf score and were dropped" in result.stderr
+        run = next(r for r in _runs(workspace) if r.info.run_name == f"bt-{name}")
+        ics[name] = run.data.metrics["IC"]
+    assert np.isfinite(ics["partly"]) and ics["partly"] != 0.0
+    assert ics["huge"] == pytest.approx(fast.data.metrics["IC"], rel=1e-9) != 0.0, "no overflow to IC 0.0"
+    assert ics["scaled"] == pytest.approx(fast.data.metrics["IC"], rel=1e-9)
+
+
+def test_close_time_stamps_name_their_trading_days(two_runs, tmp_path: Path) -> None:
+    workspace, env, client, fast, _ = two_runs
+    stamped = _train_predictions(two_runs)
+    stamped["datetime"] = stamped["datetime"] + pd.Timedelta(hours=16)
+    path = tmp_path / "stamped.csv"
+    stamped.to_csv(path, index=False)
+    result = run_cli(["backtest", "--pred", str(path), *TINY, "run_name=bt-stamped"], cwd=workspace, env=env)
+    assert result.code == 0, result.stderr[-2000:]
+    assert "times of day dropped" in result.stderr
+    run = next(r for r in _runs(workspace) if r.info.run_name == "bt-stamped")
+    assert run.data.metrics["IC"] == pytest.approx(fast.data.metrics["IC"], rel=1e-9)

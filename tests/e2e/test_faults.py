@@ -256,6 +256,34 @@ def test_benchmark_settings_are_checked_before_any_training(workspace, figure):
     assert not (workspace / "data").exists() and not (workspace / "mlruns").exists()
 
 
+@pytest.mark.parametrize(("settings", "message"), [
+    (["rolling=true", "metric=mape"], "metric=mape is not on the walk-forward record that rolling=true ranks by"),
+    (["rolling=true", "metric=directional_accuracy"], "metric=directional_accuracy is not on the walk-forward"),
+    (["seeds=[1,1]"], "seeds lists 1 more than once"),
+    (["models=[linear,linear]"], "models lists linear more than once"),
+    (["seeds=1.5"], "seeds: give a count such as seeds=3 or a list of whole numbers"),
+    (["seeds=[a]"], "seeds: give a count such as seeds=3 or a list of whole numbers"),
+    (["models=linear"], "models must be a list such as models=[linear]"),
+    (["models=[linear]", 'model_overrides.lightgbm=["model.num_leaves=7"]'],
+     "model_overrides.lightgbm is given, but lightgbm is not in models=['linear']"),
+])
+def test_benchmark_settings_that_would_fail_late_or_lie_are_refused_first(workspace, settings, message):
+    result = run_cli(["benchmark", *TINY, *settings], cwd=workspace)
+    assert result.code == 2 and message in result.stderr, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (workspace / "data").exists() and not (workspace / "mlruns").exists()
+
+
+def test_every_model_has_a_benchmark_override_slot():
+    from omegaconf import OmegaConf
+
+    from qtrack import paths
+
+    slots = OmegaConf.load(paths.config_dir() / "benchmark.yaml").model_overrides
+    models = sorted(path.stem for path in (paths.config_dir() / "model").glob("*.yaml"))
+    assert sorted(slots) == models, "model_overrides.<model>=[...] must work for every model in struct mode"
+
+
 @pytest.mark.slow
 def test_secrets_given_as_overrides_appear_nowhere(workspace, figure, shared_data_root):
     secrets = {"+vendor.api_key": "K1-sekrit-aa", "+vendor.apikey": "K2-sekrit-bb", "+db.passphrase": "K3-sekrit-cc"}

@@ -115,6 +115,8 @@ def test_parent_holds_the_best_trial_counts_and_artifacts(sweep):
     run_dir = sweep / "outputs" / "optuna" / "lightgbm"
     assert (run_dir / "best_command.txt").is_file() and (run_dir / "trials.csv").is_file()
     assert len((run_dir / "trials.csv").read_text().strip().splitlines()) == 1 + 5
+    recorded = shlex.split(parent.data.tags["qtrack.command"])
+    assert recorded[:3] == ["run_optimization", "--trials", "5"], "a command that reruns as it was typed"
 
 
 @pytest.mark.slow

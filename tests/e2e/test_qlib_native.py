@@ -217,3 +217,34 @@ def test_the_csi300_preset_is_qlibs_benchmark_setting(workspace: Path) -> None:
         assert {k: v for k, v in ours[section].items() if k not in ignored} == {
             k: v for k, v in theirs[section].items() if k not in ignored}, section
     assert json.dumps(ours["features"]["learn_processors"]) == json.dumps(theirs["features"]["learn_processors"])
+
+
+def test_a_qrun_workflow_with_a_relative_directory_and_a_holiday_start_trains_and_predicts_anywhere(
+        qlib_dir: Path, workspace: Path) -> None:
+    """qrun reads `provider_uri: qlib_tiny` from where it runs and starts a 2015-01-01 segment on the first
+    trading day (2015-01-05); qtrack does both, says so, and stores the directory absolute, so `predict` from
+    another folder finds it."""
+    import shutil
+
+    shutil.copytree(qlib_dir, workspace / "qlib_tiny")
+    flow = workflow(Path("qlib_tiny"), tracking_uri(workspace), LIGHTGBM)
+    flow["task"]["dataset"]["kwargs"]["segments"]["train"][0] = "2015-01-01"
+    flow["task"]["dataset"]["kwargs"]["handler"]["kwargs"].update(start_time="2015-01-01", fit_start_time="2015-01-01")
+    path = workspace / "workflow.yaml"
+    path.write_text(yaml.safe_dump(flow))
+    trained = run_cli(["train", "--from-qrun", str(path), "mlflow.experiment_name=relative", "-q"], cwd=workspace)
+    assert trained.code == 0, trained.stderr[-2000:]
+    assert ("dataset.segments.train starts 2015-01-01, before the data's first trading day: it starts 2015-01-05"
+            in " ".join(trained.stderr.split()))
+    run = latest_run(tracking_uri(workspace), "relative")
+    assert run.data.params["dataset.provider_uri"] == str(workspace / "qlib_tiny")
+    assert run.data.params["segments.train"].startswith("2015-01-05")
+    registered = run_cli(["register", run.info.run_id, "--name", "relative", "--alias", "champion",
+                          "--tracking-uri", tracking_uri(workspace)], cwd=workspace)
+    assert registered.code == 0, registered.stderr
+    elsewhere = workspace / "elsewhere"
+    elsewhere.mkdir()
+    scored = run_cli(["predict", "--model", "relative@champion", "--latest", "--output", "tomorrow.csv",
+                      "--tracking-uri", tracking_uri(workspace)], cwd=elsewhere)
+    assert scored.code == 0, scored.stderr
+    assert set(pd.read_csv(elsewhere / "tomorrow.csv")["instrument"]) == set(STOCKS)

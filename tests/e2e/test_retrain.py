@@ -232,7 +232,9 @@ def test_the_ci_script_imports_and_retrains(tmp_path):
     env = cli_env({"QTRACK_DATA_ROOT": str(tmp_path / "data"), "QTRACK_SUMMARY": str(tmp_path / "summary.json"),
                    "QTRACK": str(Path(sys.executable).parent / "qtrack"), "QTRACK_DATASET": "sp500",
                    "QTRACK_TOMORROW": str(tmp_path / "tomorrow.csv")})
-    for day, decision in (("2015-12-31", "promoted"), ("2016-12-30", None)):  # two days of a daily cron
+    # Two days of a daily cron, a week apart, on a data root kept between them (the workflow's cache).
+    features = []
+    for day, decision in (("2015-12-31", "promoted"), ("2016-01-08", None)):
         prices = cut_sample(tmp_path / f"prices-{day}", day)
         done = subprocess.run(["bash", str(script), str(prices), *SHORT_WINDOWS, "retrain.model_name=from-ci"],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -242,4 +244,7 @@ def test_the_ci_script_imports_and_retrains(tmp_path):
         assert decision is None or summary["decision"] == decision
         tomorrow = pd.read_csv(tmp_path / "tomorrow.csv")
         assert set(tomorrow["datetime"]) == {day} and tomorrow["rank"].min() == 1
+        challenger = MlflowClient(tracking_uri(tmp_path)).get_run(summary["challenger_run_id"])
+        features.append(challenger.data.tags["qtrack.feature_cache"])
     assert "updated 'sp500'" in done.stdout  # the second day updated the dataset instead of re-importing it
+    assert features == ["miss", "extended"], "the second day extends the kept features instead of rebuilding"

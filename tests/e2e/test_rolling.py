@@ -167,3 +167,14 @@ def test_benchmark_rolling_ranks_models_on_their_walk_forward_record(workspace: 
         assert len(stitched) == sum(len(artifact(client, w.info.run_id, "pred.pkl")) for w in windows)
     best = max(jobs, key=lambda job: job.data.metrics["Rank IC"])
     assert benchmark.data.tags["qtrack.best_model"] == best.data.params["model.name"]
+
+
+def test_each_window_logs_its_own_step_times(rolled) -> None:
+    """A window's time.* metrics add up to no more than its own run lasted (they once summed every earlier
+    window's, and the features' build, into the last window's)."""
+    _, _, _, children = rolled
+    for name, run in children.items():
+        timed = sum(value for key, value in run.data.metrics.items() if key.startswith("time."))
+        lasted = (run.info.end_time - run.info.start_time) / 1000
+        assert 0 < timed <= lasted + 0.05, (name, timed, lasted)
+        assert "time.features_seconds" not in run.data.metrics, "the features are built once, by the parent"

@@ -73,10 +73,12 @@ def test_fit_keys_go_to_fit_and_the_rest_to_the_constructor(workspace):
     assert spec.init_kwargs["eta"] == cfg.model.eta
 
 
-def test_environment_tracking_uri_wins(workspace, monkeypatch):
+def test_an_explicit_tracking_uri_beats_the_environment_which_beats_the_default(workspace, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    cfg = config.compose("train", ["mlflow.tracking_uri=sqlite:///x.db"]).cfg
-    assert cfg.mlflow.tracking_uri == "http://127.0.0.1:5999"
+    assert config.compose("train", ["mlflow.tracking_uri=sqlite:///x.db"]).cfg.mlflow.tracking_uri == "sqlite:///x.db"
+    assert config.compose("train", []).cfg.mlflow.tracking_uri == "http://127.0.0.1:5999"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert config.compose("train", []).cfg.mlflow.tracking_uri == f"sqlite:///{workspace}/mlruns/mlflow.db"
 
 
 def test_run_dir_override_is_taken_out(workspace):

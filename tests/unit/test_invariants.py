@@ -72,6 +72,19 @@ def test_every_input_of_a_cached_dataset_changes_its_key(workspace, change):
     assert cache_key("fingerprint", dataset_config(other_cfg, other_segs)) != base
 
 
+def test_the_validation_span_alone_changes_the_key(workspace):
+    """Train and test stay (so do the handler's span and fit window): only what the valid segment holds moves."""
+    spans = {"train": "[2020-01-01,2020-06-30]", "test": "[2020-10-06,2021-03-31]"}
+    keys = set()
+    for valid in ("[2020-07-06,2020-09-30]", "[2020-07-20,2020-09-30]"):
+        given = [*(f"dataset.segments.{k}={v}" for k, v in spans.items()), f"dataset.segments.valid={valid}"]
+        cfg, segs = resolved(given)
+        handler = dataset_config(cfg, segs)["kwargs"]["handler"]["kwargs"]
+        assert (handler["start_time"], handler["end_time"]) == ("2020-01-01", "2021-03-31")
+        keys.add(cache_key("fingerprint", dataset_config(cfg, segs)))
+    assert len(keys) == 2
+
+
 def test_the_same_inputs_give_the_same_key_and_other_data_another(workspace):
     cfg, segs = resolved()
     again_cfg, again_segs = resolved(["model=catboost", "seed=3", "backtest.topk=7", "mlflow.experiment_name=x"])

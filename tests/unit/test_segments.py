@@ -44,8 +44,10 @@ def test_back_to_back_segments_are_trimmed_and_reported():
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ({"train": ["2019-01-01", "2020-03-01"], "valid": ["2020-04-01", "2020-05-01"],
+        ({"train": ["2019-01-01", "2019-06-28"], "valid": ["2020-04-01", "2020-05-01"],
           "test": ["2020-06-01", "2020-07-01"]}, "outside the data's calendar"),
+        ({"train": ["2020-01-01", "2020-03-01"], "valid": ["2020-04-01", "2020-05-01"],
+          "test": ["2020-06-01", "2021-07-01"]}, "outside the data's calendar"),
         ({"train": ["2020-01-01", "2020-05-01"], "valid": ["2020-04-01", "2020-06-01"],
           "test": ["2020-07-01", "2020-08-01"]}, "train must end before valid starts"),
         ({"train": ["2020-05-01", "2020-06-01"], "valid": ["2020-01-01", "2020-02-01"],
@@ -93,3 +95,42 @@ def test_walk_forward_refuses_a_first_test_day_it_cant_honour(first_test: str, m
     days = pd.bdate_range("2020-01-01", periods=200)
     with pytest.raises(QtrackError, match=message):
         walk_forward(days, first_test=first_test, step=30, train_window=None, valid_days=20, horizon=2)
+
+
+def test_a_segment_starting_on_a_holiday_before_the_data_starts_at_its_first_trading_day() -> None:
+    """Qlib's benchmark configs start on 2008-01-01; qrun starts at the next trading day, and so does qtrack,
+    saying so. A span wholly before the data is still refused (above)."""
+    given = {"train": ["2019-12-30", "2020-06-30"], "valid": ["2020-07-06", "2020-09-30"],
+             "test": ["2020-10-06", "2020-12-31"]}
+    segs, notices = segments.resolve(CALENDAR, given, SPLIT, 2)
+    assert segs.train == (CALENDAR[0], pd.Timestamp("2020-06-30"))
+    assert notices == ["dataset.segments.train starts 2019-12-30, before the data's first trading day: it starts "
+                       "2020-01-01, as in qrun"]
+
+
+@pytest.mark.parametrize(("train", "valid", "holdout", "horizon"), [(150, 40, 40, 2), (100, 20, 30, 1), (60, 5, 5, 5)])
+def test_retrain_windows_have_their_lengths_and_label_gaps_and_end_at_the_last_labelled_day(train, valid, holdout,
+                                                                                         horizon) -> None:
+    segs = segments.rolling(CALENDAR, train, valid, holdout, horizon)
+    sizes = [CALENDAR.get_loc(end) - CALENDAR.get_loc(start) + 1 for start, end in (segs.train, segs.valid, segs.test)]
+    assert sizes == [train, valid, holdout]
+    assert gap(CALENDAR, segs.train[1], segs.valid[0]) == horizon
+    assert gap(CALENDAR, segs.valid[1], segs.test[0]) == horizon
+    assert CALENDAR.get_loc(segs.test[1]) == len(CALENDAR) - 1 - horizon
+
+
+def test_retrain_windows_longer_than_the_data_are_refused() -> None:
+    with pytest.raises(QtrackError, match="the data has 300 trading days"):
+        segments.rolling(CALENDAR, 250, 40, 40, 2)
+
+
+@pytest.mark.parametrize(("first_test", "train_window", "message"), [
+    ("abc", None, "rolling.first_test_day: not a date: abc"),
+    ("2020-06-01", 5, "rolling.train_window=5 leaves 5 training days per window (at least 20): choose a larger "
+                      "rolling.train_window"),
+])
+def test_walk_forward_names_the_setting_at_fault(first_test: str, train_window, message: str) -> None:
+    with pytest.raises(QtrackError) as raised:
+        segments.walk_forward(CALENDAR, first_test=first_test, step=30, train_window=train_window, valid_days=20,
+                              horizon=2)
+    assert str(raised.value).startswith(message)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-TRACKING_URI_HELP = "Tracking store (default: MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)."
+from qtrack.cli.registry import TRACKING_URI_HELP
 
 
 def dashboard(
@@ -21,10 +21,10 @@ def dashboard(
     import sys
 
     from qtrack.dashboard import sources
-    from qtrack.tracking.store import mask_uri, resolve_tracking_uri
+    from qtrack.tracking.store import TRACKING_URI_ENV, mask_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    env = {**os.environ, sources.URI_ENV: uri, sources.RESULTS_ENV: str(results.resolve())}
+    env = {**os.environ, TRACKING_URI_ENV: uri, sources.URI_ENV: uri, sources.RESULTS_ENV: str(results.resolve())}
     command = [sys.executable, "-m", "streamlit", "run", _script(), "--server.port", str(port),
                "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--global.developmentMode", "false",

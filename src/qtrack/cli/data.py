@@ -34,12 +34,12 @@ def import_command(
     ),
 ) -> None:
     """Import prices as a Qlib dataset, atomically; bad symbols are reported and skipped."""
-    from qtrack.console import out
+    from qtrack.console import err, out
     from qtrack.data.store import import_dataset
 
     markets = {key: Path(value) for key, value in _pairs(market, "--market").items()}
-    with out.status(f"importing {source}..."):
-        report = import_dataset(source, name, _pairs(mapping, "--map"), markets)
+    report = import_dataset(source, name, _pairs(mapping, "--map"), markets,
+                            on_wait=lambda: err.print(f"waiting for another import or update of '{name}' to finish..."))
     start, end = report["calendar"]
     out.print(f"[green]✓[/] imported {report['imported']} symbols as '{name}', {start} to {end}")
     for file, dialect in report["dialects"].items():
@@ -60,13 +60,18 @@ def update_command(
     name: str = typer.Option(..., "--name", help="The dataset to update."),
     mapping: list[str] | None = typer.Option(None, "--map", help="Source column for a field, SRC=FIELD. Repeatable."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would change; write nothing."),
+    allow_dropping_days: bool = typer.Option(
+        False, "--allow-dropping-days", help="Rewrite symbols even when the source lacks stored days (they are lost)."),
 ) -> None:
     """Append new days and symbols; rewrite a symbol whose history changed (adjusted prices), atomically."""
-    from qtrack.console import out
+    from qtrack.console import err, out
     from qtrack.data.update import update_dataset
 
-    with out.status(f"reading {source}..."):
-        plan = update_dataset(source, name, _pairs(mapping, "--map"), dry_run=dry_run)
+    def waiting() -> None:
+        err.print(f"waiting for another import or update of '{name}' to finish...")
+
+    plan = update_dataset(source, name, _pairs(mapping, "--map"), dry_run=dry_run,
+                          allow_dropping=allow_dropping_days, on_wait=waiting)
     if not plan.changed:
         out.print(f"[green]✓[/] '{name}' is up to date with {source}: nothing changed (data ends {plan.end_before})")
     else:
@@ -78,6 +83,8 @@ def update_command(
         out.print(f"[dim]new symbol {symbol} (in market all)[/]")
     for symbol, why in plan.rewritten.items():
         out.print(f"[yellow]rewritten[/] {symbol}: {why}")
+    for symbol, days in plan.dropped.items():
+        out.print(f"[red]drops stored days[/] {symbol}: {days} (not in the source)")
     if plan.kept:
         out.print(f"[dim]kept as they are (not in the source): {', '.join(plan.kept)}[/]")
     for symbol, reason in plan.skipped.items():

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-TRACKING_URI_HELP = "Default: MLFLOW_TRACKING_URI, else the local store sqlite:///./mlruns/mlflow.db."
+TRACKING_URI_HELP = ("Tracking store. This flag beats MLFLOW_TRACKING_URI, which beats the local store "
+                     "sqlite:///./mlruns/mlflow.db.")
 
 models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Registered models, versions and aliases.")
 

@@ -23,13 +23,16 @@ def gc(
     from qtrack.console import err, out
     from qtrack.runtime import quiet_third_party
     from qtrack.tracking import hygiene
-    from qtrack.tracking.store import mask_uri, resolve_tracking_uri
+    from qtrack.tracking.store import announce_store, mask_uri, resolve_tracking_uri, use_store
 
     if not stale and older_than is None:
         raise typer.BadParameter("give --older-than AGE (or --stale)", param_hint="--older-than")
-    age = hygiene.parse_age(older_than or hygiene.DEFAULT_STALE_AGE)
+    # Only an absent --older-than takes the default: an empty one (an unset $RETENTION) is an error.
+    age = hygiene.parse_age(hygiene.DEFAULT_STALE_AGE if older_than is None else older_than)
     uri = resolve_tracking_uri(tracking_uri)
     hygiene.check_direct_store(uri)
+    use_store(uri)
+    announce_store(uri)
     quiet_third_party()
     if stale:
         found = hygiene.stale_runs(uri, age, experiment)
@@ -68,12 +71,16 @@ def ui(
     """Open the MLflow UI on the local tracking store (127.0.0.1:5000 unless told otherwise)."""
     import os
 
-    from qtrack.tracking.hygiene import ui_command
-    from qtrack.tracking.store import resolve_tracking_uri
+    from qtrack.tracking.hygiene import check_port_free, ui_command
+    from qtrack.tracking.store import announce_store, resolve_tracking_uri, use_store
 
-    command = ui_command(resolve_tracking_uri(tracking_uri), host, port)
+    uri = resolve_tracking_uri(tracking_uri)
+    command = ui_command(uri, host, port)
+    check_port_free(host, port)
+    use_store(uri)
+    announce_store(uri)
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
-    os.execv(command[0], command)
+    os.execve(command[0], command, os.environ)
 
 
 def add_to(app: typer.Typer) -> None:

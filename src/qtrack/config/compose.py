@@ -159,6 +159,8 @@ def _fill_derived(cfg: Any) -> None:
     if "mlflow" not in cfg:
         return
     cfg.mlflow.tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    if cfg.dataset.get("provider_uri"):  # logged and reused by predict from any folder: never relative
+        cfg.dataset.provider_uri = str(Path(str(cfg.dataset.provider_uri)).expanduser().absolute())
     if cfg.dataset.get("provider_uri") and cfg.dataset.name.startswith("synthetic"):
         from qtrack.data.external import default_name
 

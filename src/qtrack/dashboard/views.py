@@ -3,6 +3,7 @@ is nothing to show."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 from pathlib import Path
@@ -105,7 +106,15 @@ def _qlib_report(uri: str, run_id: str) -> None:
         st.info("No Qlib report for this run: runs log `reports/qlib_report.html` when `mlflow.qlib_report=true` "
                 "(the default for train, benchmark and retrain).")
         return
-    st.iframe(page.decode("utf-8"), height=900)  # the page qtrack itself logged for this run
+    st.iframe(sandboxed(page.decode("utf-8", errors="replace")), height=920)
+
+
+def sandboxed(page: str) -> str:
+    """An artifact's HTML in a frame of its own, sandboxed with `allow-scripts` alone (as MLflow's UI does):
+    its plotly scripts run, but in an opaque origin that can't reach the dashboard's page, its cookies or
+    its storage. Streamlit's own frame around it allows same-origin scripts; this document runs none."""
+    return (f'<iframe sandbox="allow-scripts" title="Qlib report" style="width:100%;height:900px;border:0" '
+            f'srcdoc="{html.escape(page, quote=True)}"></iframe>')
 
 
 def compare_view(uri: str, experiment: str, limit: int) -> None:

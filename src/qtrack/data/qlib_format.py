@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +30,37 @@ STORE_DIR = versions.STORE_DIR
 FIELDS = ("open", "high", "low", "close", "volume", "vwap", "factor")
 
 
+@contextmanager
+def writer_lock(target: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Held by whatever writes dataset `target` (import, update, synth, the generated market) from before it
+    reads the stored version until the new one is in place: two writers never interleave, so an update that
+    overlaps another works on the other's result instead of losing its days. `on_wait` runs when another
+    writer holds the lock (the caller then waits for it)."""
+    from filelock import FileLock, Timeout
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target.parent / f".{target.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def write_dataset(
     target: Path,
     frames: dict[str, pd.DataFrame],
     meta: dict,
     markets: dict[str, list[str]] | None = None,
-    extra_files: dict[str, str] | None = None,
+    extra_files: dict[str, str | Callable[[str], str]] | None = None,
 ) -> str:
-    """Write per-symbol frames (date index, field columns) as a Qlib dataset at `target`.
+    """Write per-symbol frames (date index, field columns) as a Qlib dataset at `target`. An extra file's
+    text may be a function of the new fingerprint.
 
     Returns the data fingerprint, which is also stored in meta.json.
     """
@@ -52,7 +77,7 @@ def write_dataset(
             entry.setdefault("fingerprint", fingerprint)  # the version this write makes
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
         for name, text in (extra_files or {}).items():
-            (staging / name).write_text(text)
+            (staging / name).write_text(text(fingerprint) if callable(text) else text)
         _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -39,7 +39,13 @@ def resolve(
     if missing:
         raise QtrackError(f"dataset.segments: give all of train, valid and test, or none (missing {missing})")
     bounds = {name: _parse(name, value, calendar) for name, value in given.items()}
-    return _enforce_gaps(bounds, calendar, horizon)
+    early = [name for name in NAMES if bounds[name][0] < calendar[0]]
+    for name in early:  # qrun's own configs start on holidays (2008-01-01): Qlib starts at the next trading day
+        bounds[name] = (calendar[0], bounds[name][1])
+    notices = [f"dataset.segments.{name} starts {given[name][0]}, before the data's first trading day: it starts "
+               f"{calendar[0].date()}, as in qrun" for name in early]
+    segments, adjusted = _enforce_gaps(bounds, calendar, horizon)
+    return segments, notices + adjusted
 
 
 def auto_split(calendar: pd.DatetimeIndex, split: dict, horizon: int) -> Segments:
@@ -88,7 +94,7 @@ def _parse(name: str, value, calendar: pd.DatetimeIndex) -> tuple[pd.Timestamp, 
     if start > end:
         raise QtrackError(f"dataset.segments.{name}: start {start.date()} is after end {end.date()}")
     first, last = calendar[0], calendar[-1]
-    if start < first or end > last:
+    if end < first or end > last:
         raise QtrackError(
             f"dataset.segments.{name} [{start.date()}, {end.date()}] lies outside the data's calendar "
             f"[{first.date()}, {last.date()}]"
@@ -155,7 +161,10 @@ def walk_forward(calendar: pd.DatetimeIndex, *, first_test: str | None, step: in
     if first_test is None:
         start = last_labelled // 2
     else:
-        day = pd.Timestamp(str(first_test))
+        try:
+            day = pd.Timestamp(str(first_test))
+        except ValueError:
+            raise QtrackError(f"rolling.first_test_day: not a date: {first_test}") from None
         start = int(calendar.searchsorted(day))
         if not calendar[0] <= day <= calendar[last_labelled]:
             raise QtrackError(f"rolling.first_test_day {day.date()} lies outside the labelled calendar "
@@ -168,14 +177,19 @@ def walk_forward(calendar: pd.DatetimeIndex, *, first_test: str | None, step: in
         train_end = valid_start - horizon - 1
         train_start = 0 if train_window is None else max(0, train_end - train_window + 1)
         if train_end - train_start + 1 < MIN_TRAIN_DAYS:
-            raise QtrackError(
-                f"rolling: the first test day {calendar[start].date()} leaves {max(0, train_end - train_start + 1)} "
-                f"training days (at least {MIN_TRAIN_DAYS}); choose a later rolling.first_test_day or fewer "
-                "rolling.valid_days"
-            )
+            raise QtrackError(_too_few_training_days(calendar[start], train_end - train_start + 1, train_window))
         spans = [(train_start, train_end), (valid_start, valid_end), (test_start, test_end)]
         windows.append(Window(index, Segments(*((calendar[a], calendar[b]) for a, b in spans))))
     return windows
 
 
 MIN_TRAIN_DAYS = 20
+
+
+def _too_few_training_days(first_test_day: pd.Timestamp, days: int, train_window: int | None) -> str:
+    """Advice that names the setting at fault: a short window, or too little history before the first test."""
+    if train_window is not None and train_window < MIN_TRAIN_DAYS:
+        return (f"rolling.train_window={train_window} leaves {train_window} training days per window (at least "
+                f"{MIN_TRAIN_DAYS}): choose a larger rolling.train_window, or expanding")
+    return (f"rolling: the first test day {first_test_day.date()} leaves {max(0, days)} training days (at least "
+            f"{MIN_TRAIN_DAYS}); choose a later rolling.first_test_day or fewer rolling.valid_days")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,9 +19,10 @@ CACHE_DIR = ".cache"
 
 
 def import_dataset(
-    source: Path, name: str, column_map: dict[str, str], market_files: dict[str, Path]
+    source: Path, name: str, column_map: dict[str, str], market_files: dict[str, Path],
+    on_wait: Callable[[], None] | None = None,
 ) -> dict:
-    """Import `source` as dataset `name`, atomically. Returns the import report."""
+    """Import `source` as dataset `name`, atomically, after any other writer of it. Returns the import report."""
     if not source.exists():
         raise QtrackError(f"source {source} does not exist")
     check_name(name)
@@ -45,10 +47,11 @@ def import_dataset(
             "versions": [{"version": 1, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                           "action": "import", "source": str(source.resolve()), "end": report["calendar"][1]}]}
     target = paths.dataset_dir(name)
-    qlib_format.write_dataset(
-        target, result.frames, meta, markets=report["markets"],
-        extra_files={REPORT_FILE: json.dumps(report, indent=2)},
-    )
+    with qlib_format.writer_lock(target, on_wait):
+        qlib_format.write_dataset(
+            target, result.frames, meta, markets=report["markets"],
+            extra_files={REPORT_FILE: json.dumps(report, indent=2)},
+        )
     return report
 
 
@@ -62,10 +65,12 @@ def _check_market_name(market: str) -> None:
 def synthesise(name: str, spec: synthetic.SyntheticSpec) -> Path:
     check_name(name)
     target = paths.dataset_dir(name)
-    qlib_format.write_dataset(
-        target, synthetic.generate(spec),
-        {"kind": synthetic.KIND, "origin": "cli", "params": spec.to_dict(), "theoretical_ic": spec.theoretical_ic},
-    )
+    frames = synthetic.generate(spec)
+    with qlib_format.writer_lock(target):
+        qlib_format.write_dataset(
+            target, frames,
+            {"kind": synthetic.KIND, "origin": "cli", "params": spec.to_dict(), "theoretical_ic": spec.theoretical_ic},
+        )
     return target
 
 

@@ -102,10 +102,7 @@ def _calendar(spec: SyntheticSpec, rng: np.random.Generator) -> pd.DatetimeIndex
 
 def ensure(target: Path, spec: SyntheticSpec) -> bool:
     """Write the market at `target` unless it is already there with the same spec. True if written."""
-    from filelock import FileLock
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{target.name}.lock")):
+    with qlib_format.writer_lock(target):
         if is_current(target, spec) or not is_managed(target):
             return False
         meta = {"kind": KIND, "origin": "config", "params": spec.to_dict(), "theoretical_ic": spec.theoretical_ic}

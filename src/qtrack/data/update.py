@@ -14,6 +14,7 @@ is recorded in meta.json's `versions`, which `qtrack data info` lists.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ class UpdatePlan:
     unchanged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # in the dataset, not in the source
     skipped: dict[str, str] = field(default_factory=dict)  # the source's symbols that failed validation
+    dropped: dict[str, str] = field(default_factory=dict)  # rewritten symbol -> the stored days it loses
     end_before: str = ""
     end_after: str = ""
     fingerprint: str = ""  # after the update (the same as before when nothing changed)
@@ -48,15 +50,27 @@ class UpdatePlan:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def update_dataset(source: Path, name: str, column_map: dict[str, str], dry_run: bool = False) -> UpdatePlan:
-    from qtrack.data import versions
-
+def update_dataset(source: Path, name: str, column_map: dict[str, str], dry_run: bool = False,
+                   allow_dropping: bool = False, on_wait: Callable[[], None] | None = None) -> UpdatePlan:
+    """Plan (and unless `dry_run`, write) the update. A rewrite that would lose stored days is refused
+    unless `allow_dropping`. Another import or update of the dataset is waited for (`on_wait` says so)."""
     if not source.exists():
         raise QtrackError(f"source {source} does not exist")
     target = paths.dataset_dir(name)
+    with qlib_format.writer_lock(target, on_wait):
+        return _update_locked(source, name, target, column_map, dry_run, allow_dropping)
+
+
+def _update_locked(source: Path, name: str, target: Path, column_map: dict[str, str], dry_run: bool,
+                   allow_dropping: bool) -> UpdatePlan:
+    from qtrack.data import synthetic, versions
+
     if not qlib_format.is_dataset(target):
         raise QtrackError(f"dataset '{name}' not found under {paths.data_root()} (import it first: qtrack data "
                           f"import SOURCE --name {name})")
+    if qlib_format.read_meta(target).get("kind") == synthetic.KIND:
+        raise QtrackError(f"dataset '{name}' is a synthetic market: real prices can't be mixed into it (import "
+                          "them under another name: qtrack data import SOURCE --name NAME)")
     stored = versions.lease(target)
     try:
         result = importer.read_source(source, column_map)
@@ -71,6 +85,11 @@ def update_dataset(source: Path, name: str, column_map: dict[str, str], dry_run:
     plan.end_before = qlib_format.read_calendar(stored)[-1].strftime("%Y-%m-%d")
     plan.end_after = max(frame.index.max() for frame in frames.values()).strftime("%Y-%m-%d")
     plan.fingerprint = qlib_format.fingerprint_of(stored)
+    if plan.dropped and not allow_dropping and not dry_run:
+        symbol, days = next(iter(plan.dropped.items()))
+        more = f" (and {len(plan.dropped) - 1} more symbols)" if len(plan.dropped) > 1 else ""
+        raise QtrackError(f"the update would drop stored days: {symbol} loses {days}{more}; nothing was written "
+                          "(see them all with --dry-run; --allow-dropping-days accepts the loss)")
     if plan.changed and not dry_run:
         plan.fingerprint = _write(stored, target, frames, plan, source)
     return plan
@@ -108,6 +127,9 @@ def _plan(old: dict[str, pd.DataFrame], new: dict[str, pd.DataFrame]) -> tuple[U
         if why:
             plan.rewritten[symbol] = why
             frames[symbol] = incoming
+            lost = dropped_days(stored, incoming)
+            if lost:
+                plan.dropped[symbol] = lost
             continue
         later = incoming[incoming.index > stored.index[-1]]
         if later.empty:
@@ -116,6 +138,17 @@ def _plan(old: dict[str, pd.DataFrame], new: dict[str, pd.DataFrame]) -> tuple[U
             plan.appended[symbol] = len(later)
             frames[symbol] = pd.concat([stored.astype(np.float64), later[stored.columns]])
     return plan, frames
+
+
+def dropped_days(stored: pd.DataFrame, incoming: pd.DataFrame) -> str:
+    """The stored days (with any value) a rewrite from `incoming` loses, as 'N days, FIRST to LAST' runs,
+    or ''."""
+    held = stored.index[stored.notna().any(axis=1).to_numpy()]
+    lost = held[(held < incoming.index[0]) | (held > incoming.index[-1])]
+    if lost.empty:
+        return ""
+    spans = [held[held < incoming.index[0]], held[held > incoming.index[-1]]]
+    return "; ".join(f"{len(span)} days, {span[0].date()} to {span[-1].date()}" for span in spans if len(span))
 
 
 def _difference(stored: pd.DataFrame, incoming: pd.DataFrame) -> str | None:
@@ -155,7 +188,8 @@ def _write(stored: Path, target: Path, frames: dict[str, pd.DataFrame], plan: Up
     report = stored / REPORT_FILE
     if report.is_file():
         extra[REPORT_FILE] = report.read_text()
-    extra["update_report.json"] = json.dumps(plan.as_dict(), indent=2, default=str)
+    extra["update_report.json"] = lambda fingerprint: json.dumps({**plan.as_dict(), "fingerprint": fingerprint},
+                                                                 indent=2, default=str)
     return qlib_format.write_dataset(target, frames, meta, markets=markets, extra_files=extra)
 
 

@@ -14,15 +14,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from qtrack.console import Steps
+from qtrack.console import Steps, err
 from qtrack.data import qlib_format
 from qtrack.errors import QtrackError
 from qtrack.tracking import names
 
 DEFAULT_LABEL = "Ref($close, -2)/Ref($close, -1) - 1"
 COLUMNS = ("datetime", "instrument", "score")
+SAFE_MAGNITUDE = (1e-100, 1e100)  # squares and products stay normal float64 numbers
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ class BacktestResult:
     end: str
 
 
-def read_predictions(path: Path) -> pd.Series:
-    """The file's scores indexed by (datetime, instrument); QtrackError with one line when unreadable."""
+def read_predictions(path: Path, notes: list[str]) -> pd.Series:
+    """The file's usable scores indexed by (datetime, instrument); QtrackError with one line when unreadable
+    or unusable. What was changed on the way is appended to `notes`."""
     if not path.is_file():
         raise QtrackError(f"--pred {path}: no such file")
     suffix = path.suffix.lower()
@@ -77,12 +80,37 @@ def read_predictions(path: Path) -> pd.Series:
     except (ValueError, TypeError) as exc:
         raise QtrackError(f"--pred {path}: {exc}") from None
     frame["instrument"] = frame["instrument"].astype(str)
+    times = frame["datetime"] - frame["datetime"].dt.normalize()
+    if times.any():  # a daily file stamped at the close (16:00) still names trading days
+        notes.append(f"times of day dropped from the datetime column (first: {times[times.astype(bool)].iloc[0]}): "
+                     "each row counts for its date")
+        frame["datetime"] = frame["datetime"].dt.normalize()
     duplicated = frame.duplicated(["datetime", "instrument"])
     if duplicated.any():
         row = frame[duplicated].iloc[0]
         raise QtrackError(f"--pred {path}: {int(duplicated.sum())} duplicate rows (first: "
                           f"{row['datetime'].date()} {row['instrument']})")
-    return frame.set_index(["datetime", "instrument"])["score"].sort_index()
+    scores = frame.set_index(["datetime", "instrument"])["score"].sort_index()
+    return usable_scores(scores, path, notes)
+
+
+def usable_scores(scores: pd.Series, path: Path, notes: list[str]) -> pd.Series:
+    """The finite scores; QtrackError when none are left or they never vary (nothing to rank). Scores so large
+    or small that products of them overflow or underflow float64 (the IC's correlation turns 0.0) are divided
+    by their largest magnitude: ranks, IC and the backtest are unchanged by a positive scale."""
+    finite = np.isfinite(scores.to_numpy())
+    if not finite.any():
+        raise QtrackError(f"--pred {path}: no finite score (NaN or ±inf in all {len(scores)} rows)")
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} of {len(scores)} rows have a NaN or ±inf score and were dropped")
+        scores = scores[finite]
+    if scores.nunique() < 2:
+        raise QtrackError(f"--pred {path}: every score is {scores.iloc[0]:g}, so there is nothing to rank")
+    largest = float(scores.abs().max())
+    if not SAFE_MAGNITUDE[0] <= largest <= SAFE_MAGNITUDE[1]:
+        notes.append(f"scores divided by their largest magnitude {largest:g} (products of them leave float64)")
+        scores = scores / largest
+    return scores
 
 
 def check_predictions(scores: pd.Series, calendar: pd.DatetimeIndex, known: set[str], path: Path) -> tuple[str, str]:
@@ -110,7 +138,10 @@ def run_backtest(pred_path: Path, cfg: Any, steps: Steps) -> BacktestResult:
     from qtrack.data.prepare import benchmark_returns
     from qtrack.runtime import init_qlib
 
-    scores = read_predictions(pred_path)
+    notes: list[str] = []
+    scores = read_predictions(pred_path, notes)
+    for note in notes:
+        err.print(f"[yellow]note[/] --pred {pred_path.name}: {note}", soft_wrap=True)
     with steps.step("data", f"checking {pred_path.name} against dataset '{cfg.dataset.name}'"):
         source = ensure_data(cfg.dataset)
         calendar = market_calendar(source, cfg.dataset.market)

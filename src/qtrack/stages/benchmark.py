@@ -23,6 +23,7 @@ from qtrack.data.prepare import prepare
 from qtrack.errors import QtrackError
 from qtrack.evaluation.ranking import (
     RANKABLE,
+    TABLE,
     TEST_SEGMENT,
     WALK_FORWARD,
     BenchmarkResults,
@@ -41,6 +42,8 @@ from qtrack.tracking import params as tracking
 from qtrack.tracking.names import higher_is_better
 from qtrack.tracking.runs import run_context, run_tags
 
+# The walk-forward record (stages.rolling) carries Qlib's signal and backtest metrics, not the regression ones.
+ROLLING_RANKABLE = tuple(TABLE)
 BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides", "output_dir", "rolling")
 ROLLING_SWITCH = re.compile(r"(\+{0,2})rolling=(true|false|True|False)")
 
@@ -141,27 +144,61 @@ def _publish(results: BenchmarkResults, table: Any, output_dir: Path, run_name: 
 
 def benchmark_settings(cfg: Any) -> tuple[list[str], list[int], str, dict[str, list[str]]]:
     """The models, seeds, ranking metric and per-model overrides, checked before any work."""
-    models = list(cfg.models)
-    valid = config.config_groups()["model"]
-    unknown = [m for m in models if m not in valid]
-    if not models or unknown:
-        raise QtrackError(f"models: unknown {unknown or 'none given'}; choose from {', '.join(valid)}")
-    seeds = cfg.seeds
-    seeds = list(range(int(seeds))) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise QtrackError("seeds: give a positive count or a list of seeds of 0 or more")
+    models = _models(cfg.models)
+    seeds = _seeds(cfg.seeds)
     if cfg.metric not in RANKABLE:
         raise QtrackError(f"invalid metric '{cfg.metric}': choose one of {', '.join(RANKABLE)}")
+    if cfg.rolling.enabled and cfg.metric not in ROLLING_RANKABLE:
+        raise QtrackError(f"metric={cfg.metric} is not on the walk-forward record that rolling=true ranks by: "
+                          f"choose one of {', '.join(ROLLING_RANKABLE)}")
+    valid = config.config_groups()["model"]
     overrides = {m: [str(o) for o in v] for m, v in config.to_container(cfg.model_overrides).items()}
     unused = sorted(set(overrides) - set(valid))
     if unused:
         raise QtrackError(f"model_overrides: unknown model {unused[0]}; choose from {', '.join(valid)}")
+    idle = sorted(model for model, items in overrides.items() if items and model not in models)
+    if idle:
+        raise QtrackError(f"model_overrides.{idle[0]} is given, but {idle[0]} is not in models={models}: add it "
+                          "or drop the overrides")
     for model, items in overrides.items():
         for key in config.parse_overrides(items):
             if not key.startswith("model."):
                 raise QtrackError(f"model_overrides.{model}: '{key}' can't be changed per model: only model.* may "
                                   "(every model shares one dataset)")
     return models, seeds, str(cfg.metric), overrides
+
+
+def _models(value: Any) -> list[str]:
+    valid = config.config_groups()["model"]
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise QtrackError(f"models must be a list such as models=[{value}], got {value!r}")
+    models = [str(model) for model in value]
+    unknown = [m for m in models if m not in valid]
+    if not models or unknown:
+        raise QtrackError(f"models: unknown {unknown or 'none given'}; choose from {', '.join(valid)}")
+    _no_repeats("models", models)
+    return models
+
+
+def _seeds(value: Any) -> list[int]:
+    """A count (seeds 0..n-1) or a list of distinct whole seeds of 0 or more."""
+    given = [value] if isinstance(value, (int, float, str, bool)) or value is None else list(value)
+    if any(isinstance(seed, bool) or not isinstance(seed, int) for seed in given):
+        raise QtrackError(f"seeds: give a count such as seeds=3 or a list of whole numbers such as seeds=[0,7], "
+                          f"got {value!r}")
+    seeds = list(range(value)) if isinstance(value, int) else given
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise QtrackError("seeds: give a positive count or a list of seeds of 0 or more")
+    _no_repeats("seeds", seeds)
+    return seeds
+
+
+def _no_repeats(what: str, items: list) -> None:
+    """A repeated model or seed would run twice and report a spread of 0 as if it were measured."""
+    repeated = sorted({str(item) for item in items if items.count(item) > 1})
+    if repeated:
+        raise QtrackError(f"{what} lists {', '.join(repeated)} more than once: each run would be counted twice "
+                          "and its spread would read 0")
 
 
 def _derive_children(cfg: Any, jobs: list[Job], per_model: dict[str, list[str]]) -> dict[int, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from qtrack import config, paths
 from qtrack.stages import outputs
-from qtrack.tracking.store import check_tracking_uri
+from qtrack.tracking.store import check_tracking_uri, use_store
 
 log = logging.getLogger("qtrack")
 
@@ -33,6 +33,7 @@ def stage(name: str, overrides: list[str], check: Callable[[Any], Any] | None = 
     run_dir = outputs.make_run_dir(composed.run_dir)
     if _tracks(composed.cfg):
         check_tracking_uri(composed.cfg.mlflow.tracking_uri)
+        use_store(composed.cfg.mlflow.tracking_uri)
     (run_dir / "config.yaml").write_text(config.to_yaml(composed.cfg))
     handler = outputs.attach_log_file(run_dir)
     try:

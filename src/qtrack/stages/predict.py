@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from qtrack.console import err
 from qtrack.data import qlib_format
+from qtrack.data.dataset import DataSource
 from qtrack.errors import QtrackError
 from qtrack.runtime import init_qlib
-from qtrack.tracking import registry
+from qtrack.tracking import names, registry
 
 
 @dataclass
@@ -39,8 +41,11 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
     client, uri = registry.connect(tracking_uri)
     version = registry.resolve(client, reference)
     pipeline = registry.load_pipeline(client, version)
-    root = _data_root(data, pipeline)
+    source = _data_source(data, pipeline)
+    root = source.path
     calendar = qlib_format.read_calendar(root)
+    for line in data_drift(client.get_run(version.run_id).data.tags, source.fingerprint, calendar[-1]):
+        err.print(line, soft_wrap=True, markup=False)
     first, last = _window(calendar, start, end)
     init_qlib(root, pipeline.region, uri, "qtrack-predict")
     scores = registry.score(pipeline, first, last)
@@ -58,7 +63,7 @@ def run_predict(reference: str, data: str | None, start: str | None, end: str | 
     )
 
 
-def _data_root(data: str | None, pipeline: registry.Pipeline) -> Path:
+def _data_source(data: str | None, pipeline: registry.Pipeline) -> DataSource:
     """--data (a dataset name), else the model's own data (its Qlib directory read in place, or its name under
     the data root), found as every stage finds its data."""
     from omegaconf import OmegaConf
@@ -66,7 +71,19 @@ def _data_root(data: str | None, pipeline: registry.Pipeline) -> Path:
     from qtrack.data.dataset import ensure_data
 
     own = {"name": data or pipeline.dataset_name, "provider_uri": None if data else pipeline.provider_uri}
-    return ensure_data(OmegaConf.create(own)).path
+    return ensure_data(OmegaConf.create(own))
+
+
+def data_drift(model_tags: dict[str, str], fingerprint: str, last_day: pd.Timestamp) -> list[str]:
+    """What differs between the data the model trained on (its run's tags) and the data it scores now."""
+    trained_end, trained_on = model_tags.get(names.DATA_END), model_tags.get(names.DATA_FINGERPRINT)
+    if trained_end and last_day < pd.Timestamp(trained_end):
+        return [f"warning: the data ends {last_day.date()}, before the model's data end {trained_end}: it was "
+                "replaced or regenerated since the model trained, so these scores may not mean what they did"]
+    if trained_on and trained_on != fingerprint:
+        return [f"note: the data is not the data the model trained on (fingerprint {fingerprint[:12]}, the model's "
+                f"{trained_on[:12]}; the model's data ended {trained_end or 'on an unknown day'})"]
+    return []
 
 
 def ranked_list(scores: pd.Series, day: str, topk: int) -> pd.DataFrame:

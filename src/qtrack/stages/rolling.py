@@ -101,13 +101,14 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: 
         static = None
         if settings.get("compare_static"):
             static = fit_and_evaluate(base, _window_data(base, data, data.segments), run_name=f"{run_name}-static",
-                                      steps=steps, parent_run_id=parent.run_id,
+                                      steps=steps.fresh(), parent_run_id=parent.run_id,
                                       extra_tags={**child_tags, WINDOW_TAG: STATIC})
         children = []
         for window in windows:
             raise_if_interrupted()
             child = fit_and_evaluate(_window_config(base, window.segments), _window_data(base, data, window.segments),
-                                     run_name=f"{run_name}-w{window.index}", steps=steps, parent_run_id=parent.run_id,
+                                     run_name=f"{run_name}-w{window.index}", steps=steps.fresh(),
+                                     parent_run_id=parent.run_id,
                                      extra_tags={**child_tags, WINDOW_TAG: str(window.index)})
             children.append(child)
         stitched = pd.concat([_predictions(client, child) for child in children]).sort_index()

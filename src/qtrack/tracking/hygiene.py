@@ -20,6 +20,7 @@ from qtrack.tracking.store import check_tracking_uri, mask_uri
 FINISHED_STATES = ("FINISHED", "FAILED", "KILLED")
 DEFAULT_STALE_AGE = "1d"
 _AGE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+MAX_AGE = timedelta(days=36500)  # older cutoffs fall before year 1 of Python's calendar
 DIRECT_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
@@ -29,7 +30,13 @@ def parse_age(text: str) -> timedelta:
     if not text.strip() or not match or not any(match.groups()):
         raise QtrackError(f"invalid age '{text}': use days, hours, minutes, seconds such as 30d, 12h or 1d12h")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        age = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        age = MAX_AGE * 2
+    if age > MAX_AGE:
+        raise QtrackError(f"invalid age '{text}': at most {MAX_AGE.days}d (100 years)")
+    return age
 
 
 @dataclass
@@ -170,6 +177,19 @@ def check_direct_store(tracking_uri: str) -> None:
             "run it where the server's backend store is reachable"
         )
     check_tracking_uri(tracking_uri)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A QtrackError now when something listens on host:port already: MLflow's server would print
+    'Address already in use' and still exit 0."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise QtrackError(f"can't serve the UI on {host}:{port}: {exc.strerror or exc} "
+                              "(choose another --port)") from None
 
 
 def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:

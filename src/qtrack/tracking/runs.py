@@ -92,6 +92,10 @@ def run_context(
     mean the caller stopped the run on purpose)."""
     client = client_for(tracking_uri)
     experiment_id = experiment_id_for(client, experiment_name)
+    if parent_run_id is None:
+        from qtrack.tracking.store import announce_store
+
+        announce_store(tracking_uri)
     all_tags = {**tags, names.PID: str(os.getpid()), names.HOST: platform.node()}
     if parent_run_id:
         all_tags[names.PARENT_RUN] = parent_run_id
@@ -128,7 +132,7 @@ def run_tags(fingerprint: str, extra: dict[str, str] | None = None) -> dict[str,
     tags = {
         names.VERSION: __version__,
         names.DATA_FINGERPRINT: fingerprint,
-        names.COMMAND: shlex.join(["qtrack", *redact.argv(sys.argv[1:])]),
+        names.COMMAND: shlex.join(invocation()),
     }
     tags.update(library_tags())
     commit = git_output(["rev-parse", "HEAD"])
@@ -136,6 +140,13 @@ def run_tags(fingerprint: str, extra: dict[str, str] | None = None) -> dict[str,
         tags[names.GIT_COMMIT] = commit
         tags["mlflow.source.git.commit"] = commit
     return {key: redact.text(str(value)) for key, value in {**tags, **(extra or {})}.items()}
+
+
+def invocation() -> list[str]:
+    """The command line as the user can run it again, secrets masked: `run_optimization --trials 5` stays
+    that, not `qtrack --trials 5`."""
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return [program if program == "run_optimization" else "qtrack", *redact.argv(sys.argv[1:])]
 
 
 def gone_from_this_host(host: str | None, pid: Any, started_by: float) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,9 +19,28 @@ DATABASE_SCHEMES = ("postgresql", "mysql")
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]*)@")
 
 
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
 def resolve_tracking_uri(configured: str | None = None) -> str:
-    """MLFLOW_TRACKING_URI when set, else the configured URI, else sqlite:///<cwd>/mlruns/mlflow.db."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or configured or paths.default_tracking_uri()
+    """The store a command uses: an explicit flag or override first, then MLFLOW_TRACKING_URI, then
+    sqlite:///<cwd>/mlruns/mlflow.db (the order of MLflow's own set_tracking_uri, Hydra and Click)."""
+    return (configured or "").strip() or os.environ.get(TRACKING_URI_ENV) or paths.default_tracking_uri()
+
+
+def use_store(uri: str) -> None:
+    """Make `uri` this process's store. MLflow's fluent API, Qlib's recorder and every child process (the
+    MLflow UI, `mlflow gc`, the dashboard) read MLFLOW_TRACKING_URI, so an explicit choice replaces what
+    the environment said: nothing can fall back to a store the user did not name."""
+    os.environ[TRACKING_URI_ENV] = uri
+
+
+def announce_store(uri: str) -> None:
+    """Say which store a command reads or writes, credentials masked (once a command: where it opens its
+    top-level run, or where a store command connects)."""
+    from qtrack.console import err
+
+    err.print(f"tracking store: {mask_uri(uri)}", soft_wrap=True, markup=False, style="dim")
 
 
 def mask_uri(uri: str) -> str:
@@ -33,7 +55,10 @@ def check_tracking_uri(uri: str) -> None:
         ensure_sqlite_store(uri)
     elif scheme in DATABASE_SCHEMES:
         check_database(uri)
-        check_remote_store(uri)
+        # Workers started together on a new database would all run MLflow's migrations at once (mlflow
+        # #19943): the first creates the schema while the others wait, then find it there.
+        with database_lock(uri, "mlflow-schema"):
+            check_remote_store(uri)
     elif scheme in REMOTE_SCHEMES:
         check_remote_store(uri)
     elif scheme in ("", "file"):
@@ -78,7 +103,7 @@ def _check_sqlite_file(path: Path) -> None:
             connection.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
     except sqlite3.DatabaseError as exc:
         raise TrackingError(f"tracking store {path} is not a usable SQLite database ({exc}): move it away "
-                            "or point MLFLOW_TRACKING_URI elsewhere") from None
+                            "or name another store") from None
 
 
 def check_database(uri: str, timeout: int = 5) -> None:
@@ -93,6 +118,36 @@ def check_database(uri: str, timeout: int = 5) -> None:
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the masked URI
         raise TrackingError(f"tracking database {mask_uri(uri)} {_describe(exc)}") from None
+
+
+_LOCK_STATEMENTS = {
+    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+    "mysql": ("SELECT GET_LOCK(CONCAT('qtrack-', :key), 600)", "SELECT RELEASE_LOCK(CONCAT('qtrack-', :key))"),
+}
+
+
+@contextmanager
+def database_lock(url: str, name: str) -> Iterator[None]:
+    """A lock that every qtrack process on every machine honours while it holds a connection to the database:
+    an advisory lock in PostgreSQL, GET_LOCK in MySQL (other schemes: no lock)."""
+    import sqlalchemy
+
+    scheme = urlsplit(url).scheme.split("+")[0].lower()
+    if scheme not in _LOCK_STATEMENTS:
+        yield
+        return
+    key = zlib.crc32(name.encode())
+    take, release = _LOCK_STATEMENTS[scheme]
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(take), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text(release), {"key": key})
+    finally:
+        engine.dispose()
 
 
 def check_remote_store(uri: str) -> None:

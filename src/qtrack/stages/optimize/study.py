@@ -22,7 +22,7 @@ from typing import Any
 from qtrack.errors import QtrackError
 from qtrack.paths import tracking_folder
 from qtrack.tracking.runs import end_killed, gone_from_this_host
-from qtrack.tracking.store import mask_uri
+from qtrack.tracking.store import database_lock, mask_uri
 
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 INTERRUPTED_ATTR = "interrupted"
@@ -104,31 +104,15 @@ def lock(storage: StudyStorage, name: str) -> Iterator[None]:
 
             with FileLock(f"{storage.path}.{_key(name)}.lock"):
                 yield
-        elif storage.url.startswith("postgresql"):
-            with _advisory_lock(storage.url, _key(name)):
+        elif storage.url.startswith(("postgresql", "mysql")):
+            with database_lock(storage.url, f"optuna-{name}"):
                 yield
         else:
-            yield  # Redis and MySQL: this process only (documented)
+            yield  # Redis: this process only (documented)
 
 
 def _key(name: str) -> int:
     return zlib.crc32(name.encode())
-
-
-@contextmanager
-def _advisory_lock(url: str, key: int) -> Iterator[None]:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            try:
-                yield
-            finally:
-                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-    finally:
-        engine.dispose()
 
 
 @dataclass
