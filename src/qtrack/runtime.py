@@ -191,3 +191,19 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, interrupt)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, interrupt)
+
+
+def install_shutdown_handlers() -> None:
+    """Once a command's work is done, Ctrl-C or SIGTERM during the interpreter's shutdown (atexit callbacks,
+    finalizers: torch's and MLflow's take a while) has no run or trial left to end. It stops the process at
+    once with one line and 128 + the signal, instead of an exception Python can only print ("Exception
+    ignored in atexit callback") on its way to exit 0."""
+
+    def stop(signum: int, frame: Any) -> None:
+        what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        os.write(2, f"qtrack: error: {what} while exiting; the command's work was done\n".encode())
+        os._exit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)

@@ -154,6 +154,32 @@ def test_json_results_source_shows_the_benchmark_files(store, monkeypatch):
     assert test.dataframe[0].value["model"].tolist() == [row["model"] for row in saved["ranking"]]
 
 
+def test_results_files_of_the_wrong_shape_or_cut_short_are_named_not_crashed_on(store, monkeypatch, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    good = next((store / "results" / "benchmarks").glob("*.json"))
+    (folder / "good.json").write_text(good.read_text())
+    (folder / "numbers.json").write_text(json.dumps({"ranking": [1, 2]}))
+    (folder / "bare.json").write_text(json.dumps({"ranking": [{"model": "linear", "runs": 1}]}))
+    (folder / "cut.json").write_text(good.read_text()[:200])
+    (folder / "other.json").write_text(json.dumps({"not": "results"}))
+    test = app(monkeypatch, tracking_uri(store), folder, EXPERIMENT)
+    test.sidebar.radio(key="source").set_value("JSON results").run()
+    assert not test.exception, test.exception
+    warnings = sorted(texts(test, "warning"))
+    assert len(warnings) == 3, warnings
+    assert warnings[0] == "Left out bare.json: it has ranking rows without any avg_<metric> column."
+    assert warnings[1].startswith("Left out cut.json: it is not readable JSON") and "cut short" in warnings[1]
+    assert warnings[2] == "Left out numbers.json: it has a ranking that is not a list of rows."
+    ranked = [row["model"] for row in json.loads(good.read_text())["ranking"]]
+    assert test.dataframe[0].value["model"].tolist() == ranked
+
+    test = app(monkeypatch, tracking_uri(store), folder / "good.json", EXPERIMENT)
+    test.sidebar.radio(key="source").set_value("JSON results").run()
+    assert texts(test, "warning") == [f"{folder / 'good.json'} is a file, not a folder: give --results the folder "
+                                      "that holds the results files."]
+
+
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "sqlite:///{missing}/mlflow.db"])
 def test_an_unreachable_store_falls_back_to_the_json_results_with_a_notice(store, monkeypatch, tmp_path, uri):
     uri = uri.format(port=free_port(), missing=tmp_path / "nowhere")

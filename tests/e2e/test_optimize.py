@@ -299,12 +299,48 @@ def test_ctrl_c_kills_the_parent_and_leaves_a_resumable_study(failing):
         ("++search_space.num_leaves={type: categorical, choices: [0, 31]}",
          "search_space.num_leaves can sample 0, but model.num_leaves must be at least 2"),
         ("search_space.subsample.high=1.5", "can sample 1.5, but model.subsample must be at most 1"),
+        ("++search_space.num_leaves={type: int, low: 8, high: 64, step: -2}",
+         "search_space.num_leaves.step: expected a positive int step, got -2"),
+        ("optimize.storage=sqlite:///", "an in-memory study is lost when the process ends"),
     ],
 )
 def test_bad_settings_fail_in_one_line(workspace, override, message):
     result = run_cli(["optimize", "--trials", "1", *FAST, override], cwd=workspace)
     assert result.code == 2, result.stderr[-2000:]
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("storage", "name"), [("postgresql://postgres@127.0.0.1:{port}/optuna", "PostgreSQL"),
+                                              ("redis://127.0.0.1:{port}/0", "Redis")])
+def test_an_unreachable_study_storage_exits_3_before_any_work(workspace, storage, name):
+    from helpers import free_port
+
+    url = storage.format(port=free_port())
+    started = time.monotonic()
+    result = run_cli(["optimize", "--trials", "1", "--storage", url, *FAST], cwd=workspace)
+    assert result.code == 3, result.stderr[-2000:]
+    assert time.monotonic() - started < 30, f"an unreachable {name} answers in seconds"
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"qtrack: error: study storage {url} cannot be reached")
+    assert not (workspace / "data").exists(), "checked before the data and the features"
+
+
+def test_resuming_with_another_kind_of_parameter_is_refused_before_any_work(sweep):
+    name = f"{EXPERIMENT}-lightgbm"
+    before = len(load(sweep, name).get_trials())
+    result = run_cli(["optimize", "--trials", "3", *FAST, "++search_space.num_leaves={type: categorical, choices: "
+                      "[31, 63]}"], cwd=sweep, env=env_for(sweep))
+    assert result.code == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert "search_space.num_leaves is now categorical [31, 63], but study" in line and "--study-name" in line
+    assert len(load(sweep, name).get_trials()) == before, "no trial failed, no budget spent"
+
+
+def test_a_direction_against_the_metrics_sense_is_said(workspace):
+    result = run_cli(["optimize", "--trials", "0", *LIGHT, "optimize.metric=rmse", "optimize.direction=maximize"],
+                     cwd=workspace, env=env_for(workspace))
+    assert result.code == 0, result.stderr[-2000:]
+    assert "optimize.direction=maximize looks for the worst rmse (lower is better)" in result.stderr
 
 
 @pytest.mark.slow

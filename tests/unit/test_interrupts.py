@@ -43,3 +43,18 @@ def test_an_interrupt_lost_in_a_finalizer_is_raised_before_the_next_work(handler
     assert runtime.received_signal() == number
     with pytest.raises(kind):
         runtime.raise_if_interrupted()
+
+
+@pytest.mark.parametrize(("number", "code", "what"), [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                                      (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_during_shutdown_is_one_line_and_its_exit_code(tmp_path, number, code, what) -> None:
+    """What the console scripts do after the command (cli.app.finish): an atexit callback that takes a while,
+    like torch's, receives the signal. It once printed "Exception ignored in atexit callback" and exited 0."""
+    import subprocess
+    import sys
+
+    script = ("import atexit, os, time; from qtrack.cli.app import finish; "
+              f"atexit.register(lambda: (os.kill(os.getpid(), {int(number)}), time.sleep(5))); finish(0)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == code
+    assert done.stderr.splitlines() == [f"qtrack: error: {what} while exiting; the command's work was done"]

@@ -104,6 +104,19 @@ def _fail(message: str) -> None:
     sys.stderr.write(f"qtrack: error: {text(' '.join(message.split()))}\n")
 
 
-def run_optimization() -> int:
+def entry() -> None:
+    """The `qtrack` console script."""
+    finish(main())
+
+
+def run_optimization() -> None:
     """The `run_optimization` console script: `qtrack optimize` under its own name."""
-    return main(["optimize", *sys.argv[1:]])
+    finish(main(["optimize", *sys.argv[1:]]))
+
+
+def finish(code: int) -> None:
+    """Exit with `code`; a signal from here on ends the process in one line (runtime.install_shutdown_handlers)."""
+    from qtrack.runtime import install_shutdown_handlers
+
+    install_shutdown_handlers()
+    sys.exit(code)

@@ -22,6 +22,7 @@ def register(
     from qtrack.console import out
     from qtrack.tracking import registry
 
+    registry.check_names(name, alias)
     client, _ = registry.connect(tracking_uri)
     version = registry.register(client, run_id, name, alias)
     out.print(f"registered {name} version {version.version}" + (f" as @{alias}" if alias else ""))

@@ -17,7 +17,7 @@ from omegaconf import MISSING
 
 from qtrack.data.synthetic import SyntheticSpec
 from qtrack.paths import SAFE_NAME
-from qtrack.tracking.names import RESERVED_ALIAS
+from qtrack.tracking.names import RESERVED_ALIAS, model_name_problem
 
 NAME_HINT = "a name, not a path (letters, digits, '.', '_' and '-')"
 
@@ -242,6 +242,10 @@ def _check_joined(cfg: Mapping) -> Optional[str]:
     retrain = cfg.get("retrain")
     if retrain is not None and RESERVED_ALIAS.fullmatch(retrain.alias):
         return f"retrain.alias '{retrain.alias}' is reserved by the MLflow registry (latest, v1, v2, ...)"
+    if retrain is not None and retrain.get("model_name") is not None:
+        problem = model_name_problem(str(retrain.model_name))
+        if problem:
+            return f"retrain.model_name: {problem}"
     dataset = cfg.get("dataset")
     if dataset is not None and dataset.get("synthetic") is not None:
         for key, rule in SYNTHETIC_RANGES.items():

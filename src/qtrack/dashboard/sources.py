@@ -174,15 +174,36 @@ def _version_row(version: Any, aliases: dict[str, list[str]]) -> dict[str, Any]:
             "created": pd.to_datetime(version.creation_timestamp, unit="ms"), "run_id": version.run_id}
 
 
-def json_results(folder: Path) -> dict[str, dict]:
-    """The benchmark results files under `folder` (recursive), by path relative to it; files that are not
-    benchmark results are left out."""
-    found = {}
+def json_results(folder: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """The benchmark results files under `folder` (recursive), by path relative to it, and the files that look
+    like results but can't be shown, with why. JSON files without a `ranking` are not results: left out."""
+    found, problems = {}, {}
+    if not folder.is_dir():
+        return found, problems
     for path in sorted(folder.rglob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        name = str(path.relative_to(folder))
         try:
             payload = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            problems[name] = f"is not readable JSON ({' '.join(str(exc).split())[:80]}), perhaps cut short"
             continue
-        if isinstance(payload, dict) and isinstance(payload.get("ranking"), list):
-            found[str(path.relative_to(folder))] = payload
-    return found
+        if not isinstance(payload, dict) or "ranking" not in payload:
+            continue
+        problem = ranking_problem(payload["ranking"])
+        if problem:
+            problems[name] = problem
+        else:
+            found[name] = payload
+    return found, problems
+
+
+def ranking_problem(rows: Any) -> str | None:
+    """Why a results file's `ranking` can't be drawn, or None: it must be a list of rows that name their model
+    and carry at least one avg_<metric> column."""
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        return "has a ranking that is not a list of rows"
+    if any("model" not in row for row in rows):
+        return "has ranking rows without a model"
+    if rows and not any(key.startswith("avg_") for row in rows for key in row):
+        return "has ranking rows without any avg_<metric> column"
+    return None

@@ -198,7 +198,12 @@ def registry_view(uri: str) -> None:
 
 
 def json_view(folder: Path) -> None:
-    results = reads.json_results(folder)
+    if folder.is_file():
+        st.warning(f"{folder} is a file, not a folder: give --results the folder that holds the results files.")
+        return
+    results, problems = reads.json_results(folder)
+    for name, problem in problems.items():
+        st.warning(f"Left out {name}: it {problem}.")
     if not results:
         st.info(f"No benchmark results under {folder}: `qtrack benchmark` writes them there.")
         return

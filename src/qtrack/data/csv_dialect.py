@@ -75,14 +75,22 @@ def parse_dates(column: pd.Series) -> tuple[pd.Series, str]:
     present = present[present != ""]
     if present.empty:
         raise DialectError("no date in the date column")
-    if present.str.match(_ISO).all():
+    iso = text.str.match(_ISO).fillna(False).astype(bool)
+    if iso[present.index].all():
         return _iso_dates(text), "iso"
-    parts = present.str.extract(_PARTS)
+    others = present[~iso[present.index]]
+    parts = others.str.extract(_PARTS)
     if parts.isna().any(axis=1).all():
-        raise DialectError(f"no readable date in the date column (first value '{present.iloc[0]}')")
+        raise DialectError(f"no readable date in the date column (first value '{others.iloc[0]}')")
     first, second = (pd.to_numeric(parts[i]) for i in (0, 1))
-    order = _decide_order(first, second, present)
-    return _by_order(text, dayfirst=order == "day-first"), order
+    order = _decide_order(first, second, others)
+    dates = _by_order(text, dayfirst=order == "day-first")
+    if not iso.any():
+        return dates, order
+    # A file that switched format part way (a vendor's new export appended to an old one): each row is read in
+    # its own format, the non-ISO ones in the order the non-ISO rows decide.
+    dates[iso] = _iso_dates(text[iso])
+    return dates, f"mixed: YYYY-MM-DD and {order}"
 
 
 def _decide_order(first: pd.Series, second: pd.Series, present: pd.Series) -> str:

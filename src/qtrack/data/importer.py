@@ -12,9 +12,11 @@ import of the good ones: it is skipped with its reason.
 
 from __future__ import annotations
 
+import gzip
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote, unquote
 
 import pandas as pd
@@ -138,9 +140,10 @@ def _per_symbol_tables(source: Path, user_map: dict[str, str], result: ImportRes
 def _folder_tables(source: Path, user_map: dict[str, str], result: ImportResult) -> list[tuple[str, pd.DataFrame]]:
     files: dict[str, list[Path]] = {}
     for path in sorted(source.iterdir()):
-        if path.suffix.lower() != ".csv":
+        stem = csv_stem(path)
+        if stem is None:
             continue
-        symbol = stored_symbol(path.stem)
+        symbol = stored_symbol(stem)
         if symbol is None or not path.is_file():
             result.skipped[path.name] = "a folder, not a file" if path.is_dir() else "the file name is no symbol"
             continue
@@ -151,8 +154,8 @@ def _folder_tables(source: Path, user_map: dict[str, str], result: ImportResult)
             names = " and ".join(p.name for p in found)
             result.skipped[symbol] = f"two files for one symbol ({names}): keep one"
             continue
-        if vendor_symbol(symbol) != found[0].stem.upper():
-            result.renamed[symbol] = found[0].stem.upper()
+        if vendor_symbol(symbol) != csv_stem(found[0]).upper():
+            result.renamed[symbol] = csv_stem(found[0]).upper()
         try:
             tables.append((symbol, _read_table(found[0], user_map, result)))
         except SkipSymbol as reason:
@@ -163,10 +166,10 @@ def _folder_tables(source: Path, user_map: dict[str, str], result: ImportResult)
 def _read_table(path: Path, user_map: dict[str, str], result: ImportResult) -> pd.DataFrame:
     """The file's mapped columns: dates parsed (whole column), numbers as floats. SkipSymbol when unusable."""
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
+        with _open_text(path) as handle:
             separator, decimal = sniff(handle.read(20_000))
-        raw = pd.read_csv(path, dtype=str, sep=separator, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raw = pd.read_csv(path, dtype=str, sep=separator, skipinitialspace=True)  # .gz: pandas decompresses
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise SkipSymbol(f"not a readable CSV ({' '.join(str(exc).split())[:80]})") from None
     mapped = column_map(list(raw.columns), user_map)
     table = raw[list(mapped)].rename(columns=mapped)
@@ -186,6 +189,21 @@ def _read_table(path: Path, user_map: dict[str, str], result: ImportResult) -> p
     if not dialect.is_default:
         result.dialects[path.name] = dialect.describe()
     return table
+
+
+def csv_stem(path: Path) -> str | None:
+    """The symbol part of a price file's name (`AAPL.csv`, `AAPL.csv.gz`, any case), or None for other files."""
+    name = path.name
+    for suffix in (".csv", ".csv.gz"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return path.open(encoding="utf-8", errors="replace")
 
 
 def read_market_file(path: Path) -> list[str]:

@@ -81,6 +81,8 @@ def _parse_entry(name: str, entry: Any, where: str) -> ParamSpec:
         raise QtrackError(f"{where}: a log scale needs low > 0, got {low}")
     if log and step is not None:
         raise QtrackError(f"{where}: step and log cannot be combined")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, number) or not step > 0):
+        raise QtrackError(f"{where}.step: expected a positive {kind} step, got {step!r}")
     return ParamSpec(name=name, type=kind, low=low, high=high, log=log, step=step)
 
 
@@ -94,6 +96,17 @@ def suggest(trial: Any, specs: list[ParamSpec]) -> dict[str, Any]:
         else:
             params[spec.name] = trial.suggest_float(spec.name, spec.low, spec.high, step=spec.step, log=spec.log)
     return params
+
+
+def distribution(spec: ParamSpec) -> Any:
+    """The Optuna distribution `suggest` samples the entry from."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if spec.type == "categorical":
+        return CategoricalDistribution(list(spec.choices))
+    if spec.type == "int":
+        return IntDistribution(int(spec.low), int(spec.high), log=spec.log, step=int(spec.step or 1))
+    return FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
 
 
 def as_overrides(params: dict[str, Any]) -> list[str]:

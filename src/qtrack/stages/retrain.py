@@ -104,6 +104,7 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
         outcome.reason = (f"no new data since version {evaluated.version} ({role}) was trained "
                           f"(the data ends {latest})")
         return outcome
+    champion_pipeline, unusable = _champion_pipeline(client, champion)  # before training: it may be gone
     spans = segments.rolling(calendar, int(settings.train_days), int(settings.valid_days),
                              int(settings.holdout_days), int(cfg.features.label_horizon))
     segment_overrides = [f"dataset.segments.{k}=[{a},{b}]" for k, (a, b) in spans.as_dict().items()]
@@ -119,18 +120,49 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
     outcome.holdout = list(spans.as_dict()["test"])
     outcome.challenger_run_id = result.run_id
     outcome.challenger_score = _finite_or_none(result.metrics.get(settings.metric))
-    if champion is not None:
+    if champion_pipeline is not None:
         with steps.step("champion", f"scoring {name} version {champion.version} on the same holdout"):
-            outcome.champion_score = _finite_or_none(_holdout_score(client, champion, data, settings.metric))
-    _decide(outcome, float(settings.min_improvement))
-    decision_tags = _decision_tags(outcome)
-    version = registry.register(client, result.run_id, name, extra_tags=decision_tags)
-    outcome.challenger_version = str(version.version)
-    for key, value in decision_tags.items():
-        client.set_tag(result.run_id, key, value)
-    if outcome.decision == "promoted":
-        client.set_registered_model_alias(name, settings.alias, version.version)
+            outcome.champion_score = _finite_or_none(_holdout_score(champion_pipeline, data, settings.metric))
+    _decide(outcome, float(settings.min_improvement), unusable)
+    _commit(client, outcome, result.run_id)
     return outcome
+
+
+def _champion_pipeline(client: Any, champion: Any) -> tuple[Any, str]:
+    """The champion's model and feature pipeline, or why it can't be scored (its run purged, its artifacts
+    gone): then the challenger is promoted for that reason instead of failing after every training."""
+    if champion is None:
+        return None, ""
+    try:
+        return registry.load_pipeline(client, champion), ""
+    except QtrackError as exc:
+        return None, str(exc)
+
+
+def _commit(client: Any, outcome: RetrainOutcome, run_id: str) -> None:
+    """Register the challenger, then move the alias, then write the decision, in that order: an interrupt at
+    any point leaves either the old champion with no version claiming 'promoted', or the new champion. The
+    skip check (last_evaluated) counts only decided versions and the alias's own."""
+    version = register_challenger(client, outcome, run_id)
+    outcome.challenger_version = str(version.version)
+    if outcome.decision == "promoted":
+        move_alias(client, outcome.model, outcome.alias, version.version)
+    write_decision(client, outcome, run_id, version.version)
+
+
+def register_challenger(client: Any, outcome: RetrainOutcome, run_id: str) -> Any:
+    undecided = {k: v for k, v in _decision_tags(outcome).items() if k != DECISION}
+    return registry.register(client, run_id, outcome.model, extra_tags=undecided)
+
+
+def move_alias(client: Any, name: str, alias: str, version: Any) -> None:
+    client.set_registered_model_alias(name, alias, version)
+
+
+def write_decision(client: Any, outcome: RetrainOutcome, run_id: str, version: Any) -> None:
+    client.set_model_version_tag(outcome.model, str(version), DECISION, outcome.decision)
+    for key, value in _decision_tags(outcome).items():
+        client.set_tag(run_id, key, value)
 
 
 def feature_anchor(calendar: Any, spans: segments.Segments, every: int) -> str | None:
@@ -144,32 +176,37 @@ def feature_anchor(calendar: Any, spans: segments.Segments, every: int) -> str |
 
 
 def last_evaluated(client: Any, name: str, champion: Any) -> Any:
-    """The version trained on the latest data among the champion and every challenger a retrain evaluated,
-    promoted or kept: a retrain is due only when the data goes beyond its data end. (Comparing with the
-    champion alone retrained forever once a challenger had been kept.)"""
-    versions = [v for v in client.search_model_versions(f"name = '{name}'") if DECISION in v.tags]
+    """The version trained on the latest data among the champion and every challenger a retrain kept: a
+    retrain is due only when the data goes beyond its data end. (Comparing with the champion alone retrained
+    forever once a challenger had been kept.) A version that says 'promoted' counts only while the alias
+    points at it: one whose promotion was cut short, or that was rolled back, is not the champion."""
+    versions = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(DECISION) == "kept"]
     if champion is not None:
         versions.append(champion)
     return max(versions, key=lambda v: (v.tags.get(DATA_END, ""), int(v.version)), default=None)
 
 
-def _holdout_score(client: Any, version: Any, data: Any, metric: str) -> float:
+def _holdout_score(pipeline: Any, data: Any, metric: str) -> float:
     """The champion's score on the challenger's holdout, through the champion's own feature pipeline."""
     from qlib.data.dataset.handler import DataHandlerLP
 
     start, end = data.segments.as_dict()["test"]
-    pred = registry.score(registry.load_pipeline(client, version), start, end)
+    pred = registry.score(pipeline, start, end)
     label = data.dataset.prepare("test", col_set="label", data_key=DataHandlerLP.DK_R).iloc[:, 0]
     return metrics.signal_metrics(pred, label)[metric]
 
 
-def _decide(outcome: RetrainOutcome, min_improvement: float) -> None:
+def _decide(outcome: RetrainOutcome, min_improvement: float, champion_unusable: str = "") -> None:
     """Promote when the challenger beats the champion by at least `min_improvement` in the metric's own
-    direction (higher IC is better; lower rmse is better); keep it otherwise, or when its score is undefined."""
+    direction (higher IC is better; lower rmse is better); keep it otherwise, or when its score is undefined.
+    A champion that can't be loaded at all (`champion_unusable` says why) can't stay the champion."""
     challenger, champion = outcome.challenger_score, outcome.champion_score
     metric = outcome.metric
     if outcome.champion_version is None:
         outcome.decision, outcome.reason = "promoted", "there was no champion"
+    elif champion_unusable:
+        outcome.decision = "promoted"
+        outcome.reason = f"the champion (version {outcome.champion_version}) can't be scored: {champion_unusable}"
     elif challenger is None:
         outcome.decision, outcome.reason = "kept", f"the challenger's {metric} is undefined"
     elif champion is None:

@@ -48,16 +48,24 @@ def client_for(tracking_uri: str) -> Any:
     return client_for(tracking_uri)
 
 
+def check_names(name: str, alias: str | None = None) -> None:
+    """A QtrackError (exit 2) for a name or alias the registry or qtrack's readers can't take, before anything
+    is created."""
+    from qtrack.tracking.names import alias_problem, model_name_problem
+
+    problem = model_name_problem(name) or (alias_problem(alias) if alias is not None else None)
+    if problem:
+        raise QtrackError(problem)
+
+
 def register(client: Any, run_id: str, name: str, alias: str | None = None, extra_tags: dict | None = None) -> Any:
     """A new version of `name` from the run's logged model, tagged with the run's key facts."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from qtrack.runtime import captured_output, critical
-    from qtrack.tracking.names import RESERVED_ALIAS
 
-    if alias is not None and RESERVED_ALIAS.fullmatch(alias):
-        raise QtrackError(f"alias '{alias}' is reserved by the MLflow registry (latest, v1, v2, ...): choose another")
+    check_names(name, alias)
     try:
         run = client.get_run(run_id)
     except MlflowException:

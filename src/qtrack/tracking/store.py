@@ -106,8 +106,9 @@ def _check_sqlite_file(path: Path) -> None:
                             "or name another store") from None
 
 
-def check_database(uri: str, timeout: int = 5) -> None:
-    """One connection with a short timeout: MLflow retries a dead database with back-off for about 100 s."""
+def check_database(uri: str, timeout: int = 5, what: str = "tracking database") -> None:
+    """One connection with a short timeout: MLflow (and Optuna) retry a dead database with back-off for about
+    100 s. A TrackingError (exit 3) naming `what` and the masked URI when it does not answer."""
     import sqlalchemy
 
     try:
@@ -117,7 +118,7 @@ def check_database(uri: str, timeout: int = 5) -> None:
             pass
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the masked URI
-        raise TrackingError(f"tracking database {mask_uri(uri)} {_describe(exc)}") from None
+        raise TrackingError(f"{what} {mask_uri(uri)} {_describe(exc)}") from None
 
 
 _LOCK_STATEMENTS = {

@@ -27,6 +27,32 @@ class Objective:
         self.run_ids: dict[int, str] = {}  # trial number -> its MLflow run
 
     def __call__(self, trial: Any) -> float:
+        try:
+            return self._evaluate(trial)
+        except Exception as exc:
+            if self.settings.mlflow and trial.number not in self.run_ids:
+                self._record_failure(trial, exc)
+            raise
+
+    def _record_failure(self, trial: Any, exc: Exception) -> None:
+        """A trial that failed before its run opened (sampling, deriving its config) still gets its FAILED
+        child run, with the error, as every other failed trial does."""
+        from qtrack.tracking.runs import run_context, run_tags
+
+        tags = run_tags(self.data.source.fingerprint, self._trial_tags(trial))
+        try:
+            with run_context(self.cfg.mlflow.tracking_uri, self.cfg.mlflow.experiment_name, f"trial-{trial.number}",
+                             tags, parent_run_id=self.parent_run_id()) as active:
+                self._started(trial, active.run_id)
+                raise exc
+        except type(exc):
+            pass
+
+    def _trial_tags(self, trial: Any) -> dict[str, str]:
+        return {names.STAGE: names.OPTIMIZE_TRIAL, "optuna.study_name": self.settings.study_name,
+                "optuna.trial_number": str(trial.number)}
+
+    def _evaluate(self, trial: Any) -> float:
         params = search_space.suggest(trial, self.specs)
         # Secrets are masked in the study too: the best command asks for them again.
         with critical():
@@ -38,9 +64,8 @@ class Objective:
         if self.settings.mlflow:
             found = fit_and_evaluate(
                 cfg, self.data, run_name=f"trial-{trial.number}", steps=steps, parent_run_id=self.parent_run_id(),
-                extra_tags={names.STAGE: names.OPTIMIZE_TRIAL, "optuna.study_name": self.settings.study_name,
-                            "optuna.trial_number": str(trial.number)},
-                pruning=pruning, on_start=lambda run_id: self._started(trial, run_id),
+                extra_tags=self._trial_tags(trial), pruning=pruning,
+                on_start=lambda run_id: self._started(trial, run_id),
             ).metrics
             reported = {name: found.get(name) for name in REPORTED_TEST_METRICS}
         else:

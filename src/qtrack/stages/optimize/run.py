@@ -8,6 +8,7 @@ from typing import Any
 
 from qtrack import config
 from qtrack.console import Steps, err
+from qtrack.data.dataset import ensure_data
 from qtrack.data.prepare import prepare
 from qtrack.models import search_space
 from qtrack.stages.context import stage
@@ -24,13 +25,18 @@ def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
     with stage("optimize", overrides, check=_check) as ctx:
         cfg = ctx.cfg
         settings, specs = _check(cfg)
-        data = prepare(cfg, Steps(quiet=quiet))  # the optimize config holds the train config trials start from
+        for notice in settings.notices():
+            err.print(f"[yellow]![/] {notice}")
+        # The storage, the study and its space are checked before the data is prepared: a dead server or an
+        # incompatible space fails in seconds, not after the features are built.
         backend = study.open_storage(settings.storage)
         identity = study.StudyIdentity(model=cfg.model.name, metric=settings.objective, direction=settings.direction,
-                                       fingerprint=data.source.fingerprint)
+                                       fingerprint=ensure_data(cfg.dataset).fingerprint)
         main_study, notices = study.create_or_load(settings.storage, backend, settings.study_name, identity)
+        study.check_space(main_study, specs, settings.study_name)
         for notice in notices:
             err.print(f"[yellow]![/] {notice}")
+        data = prepare(cfg, Steps(quiet=quiet))  # the optimize config holds the train config trials start from
         _announce(settings, main_study)
         with _parent_run(settings, cfg, data) as parent:
             for notice in study.fail_dead_trials(settings.storage, backend, main_study,

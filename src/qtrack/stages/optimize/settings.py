@@ -46,6 +46,15 @@ class Settings:
     def maximize(self) -> bool:
         return self.direction == "maximize"
 
+    def notices(self) -> list[str]:
+        """A direction against the metric's own sense is allowed (a study may look for the worst) but said."""
+        natural = "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
+        if self.direction == natural:
+            return []
+        sense = "lower" if natural == "minimize" else "higher"
+        return [f"optimize.direction={self.direction} looks for the worst {self.metric} ({sense} is better): "
+                f"leave optimize.direction unset for the best"]
+
 
 @dataclass
 class TrialOutcome:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qtrack.errors import QtrackError
+from qtrack.errors import QtrackError, TrackingError
 from qtrack.paths import tracking_folder
 from qtrack.tracking.runs import end_killed, gone_from_this_host
-from qtrack.tracking.store import database_lock, mask_uri
+from qtrack.tracking.store import check_database, database_lock, mask_uri
 
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 INTERRUPTED_ATTR = "interrupted"
@@ -46,6 +46,9 @@ def resolve(configured: str | None, tracking_uri: str) -> StudyStorage:
     if not configured:
         return _journal(default_journal(tracking_uri))
     scheme = configured.split(":", 1)[0].split("+", 1)[0].lower() if "://" in configured else ""
+    if scheme == "sqlite" and configured.split(":///", 1)[-1].strip() in ("", ":memory:"):
+        raise QtrackError(f"study storage {configured}: an in-memory study is lost when the process ends and can't "
+                          "be resumed; name a file, such as sqlite:///mlruns/optuna.db")
     if scheme in RDB_SCHEMES:
         path = Path(configured.split(":///", 1)[1]) if scheme == "sqlite" and ":///" in configured else None
         url = "postgresql" + configured[len("postgres"):] if configured.startswith("postgres://") else configured
@@ -75,6 +78,7 @@ def open_storage(storage: StudyStorage) -> Any:
     from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_reachable(storage)
     try:
         if storage.kind == "journal":
             storage.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +97,53 @@ def open_storage(storage: StudyStorage) -> Any:
             message = " ".join(str(exc).split("\n")[0].split())
             raise QtrackError(f"cannot open study storage {storage.masked}: {mask_uri(message)}") from None
         raise
+
+
+def check_reachable(storage: StudyStorage) -> None:
+    """A database or Redis server that does not answer is a TrackingError (exit 3) now, in a few seconds,
+    as for the tracking store; Optuna itself would retry for minutes, after the features were built."""
+    scheme = storage.url.split(":", 1)[0].split("+", 1)[0]
+    if scheme in ("postgresql", "mysql"):
+        check_database(storage.url, what="study storage")
+    elif storage.kind == "redis":
+        import redis
+
+        try:
+            redis.Redis.from_url(storage.url, socket_connect_timeout=5, socket_timeout=5).ping()
+        except redis.RedisError as exc:
+            raise TrackingError(f"study storage {storage.masked} cannot be reached ({' '.join(str(exc).split())})"
+                                ) from None
+
+
+def check_space(study: Any, specs: list, name: str) -> None:
+    """Every parameter of the search space keeps the kind (and, for a categorical one, the choices) the study
+    has sampled it with: Optuna would fail every new trial ("Cannot set different distribution kind") and
+    use up the budget."""
+    from optuna.distributions import check_distribution_compatibility
+
+    from qtrack.models.search_space import distribution
+
+    wanted = {spec.name: distribution(spec) for spec in specs}
+    for trial in study.get_trials(deepcopy=False):
+        for param, stored in trial.distributions.items():
+            if param not in wanted:
+                continue
+            try:
+                check_distribution_compatibility(stored, wanted[param])
+            except ValueError:
+                raise QtrackError(
+                    f"search_space.{param} is now {_describe_distribution(wanted[param])}, but study '{name}' "
+                    f"sampled it as {_describe_distribution(stored)}: keep it, or start another study with "
+                    "--study-name") from None
+
+
+def _describe_distribution(distribution: Any) -> str:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return f"categorical {list(distribution.choices)}"
+    kind = "int" if isinstance(distribution, IntDistribution) else "float"
+    return f"{kind} [{distribution.low}, {distribution.high}]"
 
 
 @contextmanager
