@@ -9,7 +9,10 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -240,15 +243,12 @@ def wait_for_port(port: int, server: subprocess.Popen, seconds: float = 60) -> N
     raise AssertionError(f"qtrack dashboard did not listen on {port} (exit {server.poll()})")
 
 
-def test_a_real_browser_shows_the_runs_and_a_metric_value_from_mlflow(store, tmp_path):
-    from selenium.webdriver.common.by import By
-
-    client = client_of(store)
-    latest = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "metrics.IC > -2",
-                                order_by=["attributes.start_time DESC"], max_results=1)[0]
-    shown_ic = f"{latest.data.metrics['ICIR']:.4f}"
+@contextmanager
+def in_browser(store: Path, env: dict[str, str] | None = None) -> Iterator[SimpleNamespace]:
+    """`qtrack dashboard` over the store and a headless chromium on it; `output` holds what the server printed
+    once the block ends."""
     port = free_port()
-    server = subprocess.Popen(cli_command(["dashboard", "--port", str(port)]), cwd=store, env=cli_env(),
+    server = subprocess.Popen(cli_command(["dashboard", "--port", str(port)]), cwd=store, env=cli_env(env),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, server)
@@ -256,18 +256,32 @@ def test_a_real_browser_shows_the_runs_and_a_metric_value_from_mlflow(store, tmp
     except BaseException:
         server.kill()
         raise
+    session = SimpleNamespace(driver=driver, output="")
     try:
         driver.get(f"http://127.0.0.1:{port}")
+        yield session
+    finally:
+        driver.quit()
+        server.terminate()
+        session.output = server.communicate(timeout=30)[0].decode(errors="replace")
+
+
+def test_a_real_browser_shows_the_runs_and_a_metric_value_from_mlflow(store, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    client = client_of(store)
+    latest = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "metrics.IC > -2",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    shown_ic = f"{latest.data.metrics['ICIR']:.4f}"
+    with in_browser(store) as session:
+        driver = session.driver
         deadline, text = time.monotonic() + 90, ""
         while time.monotonic() < deadline and not (latest.info.run_id[:8] in text and shown_ic in text):
             time.sleep(0.5)
             text = driver.find_element(By.TAG_NAME, "body").text
         screenshot = tmp_path / "dashboard.png"
         driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
-        server.terminate()
-        output = server.communicate(timeout=30)[0].decode(errors="replace")
+    output = session.output
     assert EXPERIMENT in text and "runs (newest" in text, output[-2000:]
     assert f"{latest.info.run_name} ({latest.info.run_id[:8]}" in text
     assert shown_ic in text, f"ICIR {shown_ic} of {latest.info.run_id} not on the page"
@@ -294,8 +308,7 @@ def hostile_run(store: Path) -> str:
     path = store / "hostile" / "qlib_report.html"
     path.parent.mkdir(exist_ok=True)
     path.write_text(page.replace("</body>", ATTACK + "</body>"))
-    experiment = client.get_experiment_by_name("hostile")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("hostile")
+    experiment_id = client.create_experiment("hostile", artifact_location=(store / "mlruns" / "hostile").as_uri())
     run = client.create_run(experiment_id, run_name="hostile-report")
     client.log_artifact(run.info.run_id, str(path), "reports")
     client.set_terminated(run.info.run_id)
@@ -305,19 +318,11 @@ def hostile_run(store: Path) -> str:
 def test_an_artifacts_script_cannot_reach_the_dashboard_page(store, tmp_path):
     from selenium.webdriver.common.by import By
 
-    hostile_run(store)
-    port = free_port()
-    server = subprocess.Popen(cli_command(["dashboard", "--port", str(port)]), cwd=store,
-                              env=cli_env({"MLFLOW_EXPERIMENT_NAME": "hostile"}), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, server)
-        driver = browser()
-    except BaseException:
-        server.kill()
-        raise
-    try:
-        driver.get(f"http://127.0.0.1:{port}")
+    copy = tmp_path / "store"  # the shared store stays as the other tests expect it
+    shutil.copytree(store, copy)
+    hostile_run(copy)
+    with in_browser(copy, {"MLFLOW_EXPERIMENT_NAME": "hostile"}) as session:
+        driver = session.driver
         deadline = time.monotonic() + 90
         while not [e for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
                    if e.text.strip() == "Run"]:
@@ -346,10 +351,7 @@ def test_an_artifacts_script_cannot_reach_the_dashboard_page(store, tmp_path):
         top = driver.find_element(By.TAG_NAME, "body").text
         sandbox = driver.execute_script(
             "return document.querySelector('iframe').contentDocument.querySelector('iframe').getAttribute('sandbox')")
-    finally:
-        driver.quit()
-        server.terminate()
-        output = server.communicate(timeout=30)[0].decode(errors="replace")
+    output = session.output
     assert verdict == "BLOCKED SecurityError", (verdict, output[-2000:])
     assert "PWNED-BY-ARTIFACT" not in top and "hostile-report" in top
     assert sandbox == "allow-scripts", "scripts run, but never with the dashboard's origin"
