@@ -100,7 +100,7 @@ def test_bad_rolling_settings_fail_in_one_line(workspace, shared_data_root, over
 
 @pytest.mark.parametrize(("age", "fragment"), [
     ("", "invalid age ''"),  # a cron line's unset $RETENTION: never the 1d default
-    ("   ", "invalid age '   '"),
+    ("   ", "invalid age ' ': use days"),  # the one-line error folds white space
     ("99999999999d", "invalid age '99999999999d': at most 36500d"),
 ])
 def test_gc_refuses_an_empty_or_impossible_age(workspace, age, fragment):

@@ -299,8 +299,7 @@ def test_ctrl_c_kills_the_parent_and_leaves_a_resumable_study(failing):
         ("++search_space.num_leaves={type: categorical, choices: [0, 31]}",
          "search_space.num_leaves can sample 0, but model.num_leaves must be at least 2"),
         ("search_space.subsample.high=1.5", "can sample 1.5, but model.subsample must be at most 1"),
-        ("++search_space.num_leaves={type: int, low: 8, high: 64, step: -2}",
-         "search_space.num_leaves.step: expected a positive int step, got -2"),
+        ("+search_space.max_depth.step=-2", "search_space.max_depth.step: expected a positive int step, got -2"),
         ("optimize.storage=sqlite:///", "an in-memory study is lost when the process ends"),
     ],
 )

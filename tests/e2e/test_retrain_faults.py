@@ -131,3 +131,16 @@ def test_a_retrain_model_name_the_registry_cant_take_fails_before_training(tmp_p
                      env={"QTRACK_DATA_ROOT": str(tmp_path / "data")})
     assert result.code == 2 and "retrain.model_name: model name 'a/b' can't be registered" in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_readers_survive_a_model_name_with_a_quote_that_another_tool_registered(tmp_path):
+    from qtrack.dashboard import sources
+
+    client = MlflowClient(tracking_uri(tmp_path))
+    client.create_registered_model("it's")
+    client.create_model_version("it's", source=(tmp_path / "model").as_uri())
+    listed = run_cli(["models", "list"], cwd=tmp_path)
+    assert listed.code == 0, listed.stderr
+    assert "it's" in listed.stdout
+    (model,) = sources.registry(tracking_uri(tmp_path))
+    assert model["name"] == "it's" and [v["version"] for v in model["versions"]] == ["1"]

@@ -159,7 +159,7 @@ def registry(uri: str) -> list[dict[str, Any]]:
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault(str(version), []).append(alias)
         versions = [_version_row(v, aliases) for v in
-                    mlflow_client.search_model_versions(f"name = '{model.name}'", max_results=1000)]
+                    mlflow_client.search_model_versions(names.name_filter(model.name), max_results=1000)]
         models.append({"name": model.name, "aliases": dict(model.aliases or {}),
                        "versions": sorted(versions, key=lambda v: -int(v["version"]))})
     return models

@@ -24,7 +24,7 @@ from qtrack.evaluation import metrics
 from qtrack.paths import atomic_file
 from qtrack.stages.context import stage
 from qtrack.tracking import registry
-from qtrack.tracking.names import DATA_END, higher_is_better
+from qtrack.tracking.names import DATA_END, higher_is_better, name_filter
 
 DECISION = "qtrack.retrain.decision"
 
@@ -180,7 +180,7 @@ def last_evaluated(client: Any, name: str, champion: Any) -> Any:
     retrain is due only when the data goes beyond its data end. (Comparing with the champion alone retrained
     forever once a challenger had been kept.) A version that says 'promoted' counts only while the alias
     points at it: one whose promotion was cut short, or that was rolled back, is not the champion."""
-    versions = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(DECISION) == "kept"]
+    versions = [v for v in client.search_model_versions(name_filter(name)) if v.tags.get(DECISION) == "kept"]
     if champion is not None:
         versions.append(champion)
     return max(versions, key=lambda v: (v.tags.get(DATA_END, ""), int(v.version)), default=None)

@@ -30,6 +30,13 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9_.\-]+(?: [A-Za-z0-9_.\-]+)*")
 ALIAS = re.compile(r"[A-Za-z_][\w\-]*")
 
 
+def name_filter(name: str) -> str:
+    """An MLflow filter for one registered model's versions that holds for any name, including one with a quote
+    (registered before qtrack refused them, or by another tool): MLflow reads a double-quoted value too."""
+    quote = '"' if "'" in name else "'"
+    return f"name = {quote}{name}{quote}"
+
+
 def model_name_problem(name: str) -> str | None:
     if not MODEL_NAME.fullmatch(name or "") or len(name) > 200:
         return (f"model name '{name}' can't be registered: use letters, digits, '.', '_', '-' and single spaces "

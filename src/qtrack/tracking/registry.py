@@ -14,6 +14,7 @@ import pandas as pd
 
 from qtrack.errors import QtrackError
 from qtrack.paths import atomic_file
+from qtrack.tracking.names import name_filter
 
 KEY_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 # Where the classes inside models registered by qtrack 0.1's flat layout live now.
@@ -178,7 +179,7 @@ def list_models(client: Any) -> list[dict]:
         aliases: dict[str, list[str]] = {}
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault(str(version), []).append(alias)
-        for version in client.search_model_versions(f"name = '{model.name}'"):
+        for version in client.search_model_versions(name_filter(model.name)):
             rows.append({
                 "model": model.name,
                 "version": int(version.version),
