@@ -72,8 +72,7 @@ def test_every_command_uses_the_store_it_is_given(stores):
     run(["register", trained.info.run_id, "--name", "b-model", "--alias", "champion", *flag])
     assert "b-model" in run(["models", "list", *flag]).stdout
     run(["predict", "--model", "b-model@champion", "--latest", "--output", str(work / "tomorrow.csv"), *flag])
-    run(["optimize", "--trials", "1", *LINEAR, override])
-    run(["--trials", "1", "--study-name", "by-script", *LINEAR, override], program="run_optimization")
+    run(["--trials", "1", *LINEAR, override], program="run_optimization")  # `qtrack optimize` under its own name
     run(["benchmark", *LINEAR, "models=[linear]", "seeds=1", override])
     run(["benchmark", "report", "--experiment", "synthetic_alpha158", *flag])
     run(["rolling", *LINEAR, "rolling.step=60", "rolling.valid_days=30", "-q", override])

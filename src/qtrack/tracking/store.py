@@ -89,9 +89,26 @@ def ensure_sqlite_store(uri: str) -> None:
             if path.exists() and path.stat().st_size > 0:
                 _check_sqlite_file(path)
                 return
-            _probe(uri)
+            _create_sqlite_store(uri, path)
     except OSError as exc:
         raise QtrackError(f"tracking URI {uri} can't be used: {exc.strerror or exc}") from None
+
+
+def _create_sqlite_store(uri: str, path: Path) -> None:
+    """A copy of the template when there is one (MLflow verifies its schema and adds the Default experiment),
+    else MLflow's migrations, whose result becomes the template."""
+    from qtrack.tracking import store_template
+
+    if store_template.copy_template(path):
+        try:
+            _probe(uri)
+        except BaseException:  # a template MLflow won't take: dropped, with the copy; the next command migrates
+            store_template.forget_template()
+            path.unlink(missing_ok=True)
+            raise
+        return
+    _probe(uri)
+    store_template.save_template(path)
 
 
 def _check_sqlite_file(path: Path) -> None:
