@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import QLIB_REPORT, TINY, cli_command, cli_env, free_port, plotly_values, run_cli, tracking_uri
+from helpers import QLIB_REPORT, TINY, WITH_MODEL, cli_command, cli_env, free_port, plotly_values, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> P
     folder = tmp_path_factory.mktemp("dashboard")
     env = {"QTRACK_DATA_ROOT": str(shared_data_root)}
     # Qlib's report page (about 4 s a process) only on the train run, whose Run view shows it
-    for args, program in ((["train", *FAST, QLIB_REPORT], "qtrack"),
+    for args, program in ((["train", *FAST, QLIB_REPORT, WITH_MODEL], "qtrack"),
                           (["benchmark", "models=[lightgbm,linear]", "seeds=1", *FAST], "qtrack"),
                           (["--trials", "3", *FAST], "run_optimization")):
         result = run_cli(args, cwd=folder, env=env, program=program)

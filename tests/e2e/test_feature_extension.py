@@ -135,7 +135,7 @@ def test_the_label_of_the_last_days_before_the_update_is_filled_in(runs) -> None
 def retrain(workspace: Path, data: Path, *extra: str):
     args = ["retrain", "dataset=csi300", f"dataset.provider_uri={data}", "dataset.name=daily", "model=linear",
             "retrain.train_days=150", "retrain.valid_days=40", "retrain.holdout_days=40", "mlflow.qlib_report=false",
-            "mlflow.plots=false", "-q", *extra]
+            "mlflow.plots=false", "mlflow.log_model=true", "-q", *extra]
     result = run_cli(args, cwd=workspace, env={"QTRACK_DATA_ROOT": str(workspace / "data")})
     assert result.code == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri(workspace))

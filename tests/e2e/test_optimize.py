@@ -15,7 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, cli_command, cli_env, needs_postgres, run_cli, shared_root, tracking_uri
+from helpers import TINY, WITH_MODEL, cli_command, cli_env, needs_postgres, run_cli, shared_root, tracking_uri
 
 FAST = [*TINY, "model.num_boost_round=40"]
 LIGHT = [*FAST, "mlflow.log_model=false", "mlflow.plots=false"]
@@ -61,7 +61,7 @@ def env_for(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("optimize")
-    result = run_cli(["--trials", "5", *FAST, *EAGER, "hydra.run.dir=outputs/optuna/lightgbm"], cwd=folder,
+    result = run_cli(["--trials", "5", *FAST, *EAGER, WITH_MODEL, "hydra.run.dir=outputs/optuna/lightgbm"], cwd=folder,
                      env=env_for(folder), program="run_optimization")
     assert result.code == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1].startswith("qtrack train ")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, run_cli, tracking_uri
+from helpers import TINY, WITH_MODEL, run_cli, tracking_uri
 from qtrack.data import synthetic
 
-SMALL = [*TINY, "model=linear", "mlflow.plots=false"]
+SMALL = [*TINY, "model=linear", "mlflow.plots=false", WITH_MODEL]
 
 
 def test_predict_names_data_that_changed_under_the_model(tmp_path: Path) -> None:

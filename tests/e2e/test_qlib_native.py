@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, run_cli, tracking_uri
+from helpers import TINY, WITH_MODEL, run_cli, tracking_uri
 from helpers.qlib_directory import INDEX, STOCKS, write_qlib_directory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -143,7 +143,7 @@ def test_keys_qtrack_cant_honour_are_named_in_one_line(qlib_dir: Path, workspace
 
 def test_train_reads_a_qlib_directory_in_place_with_the_csi300_preset(qlib_dir: Path, workspace: Path) -> None:
     before = tree_state(qlib_dir)
-    args = ["train", "dataset=csi300", f"dataset.provider_uri={qlib_dir}", "model=linear", *TINY[3:], "-q",
+    args = ["train", "dataset=csi300", f"dataset.provider_uri={qlib_dir}", "model=linear", *TINY[3:], WITH_MODEL, "-q",
             *(f"dataset.segments.{name}=[{a},{b}]" for name, (a, b) in SEGMENTS.items())]
     cold = run_cli(args, cwd=workspace)
     assert cold.code == 0, cold.stderr

@@ -13,11 +13,11 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, cli_command, cli_env, free_port, needs_postgres, run_cli, tracking_uri
+from helpers import TINY, WITH_MODEL, cli_command, cli_env, free_port, needs_postgres, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
 
-FAST = [*TINY, "model.num_boost_round=30"]
+FAST = [*TINY, "model.num_boost_round=30", WITH_MODEL]  # what a server logs includes the model
 ADMIN = ("admin", "admin-password-1234")
 USER, PASSWORD = "alice", "alice-Pa55word-9876-xyz"
 VENDOR_TOKEN = "vendor-token-5f2b9c1e"

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, run_cli, tracking_uri
+from helpers import TINY, WITH_MODEL, run_cli, tracking_uri
 from qtrack.data import synthetic
 from qtrack.errors import Terminated
 
 pytestmark = pytest.mark.slow
 
-RETRAIN = [*TINY, "model=linear", "mlflow.plots=false", "retrain.train_days=150", "retrain.valid_days=40",
+RETRAIN = [*TINY, WITH_MODEL, "model=linear", "mlflow.plots=false", "retrain.train_days=150", "retrain.valid_days=40",
            "retrain.holdout_days=40", "retrain.model_name=faults", "retrain.min_improvement=-100"]
 DECISION = "qtrack.retrain.decision"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, cli_command, cli_env, free_port, run_cli, tracking_uri
+from helpers import TINY, WITH_MODEL, cli_command, cli_env, free_port, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow
 
-LINEAR = [*TINY, "model=linear", "mlflow.plots=false"]
+LINEAR = [*TINY, "model=linear", "mlflow.plots=false", WITH_MODEL]
 
 
 def folder_digest(folder: Path) -> dict[str, str]:

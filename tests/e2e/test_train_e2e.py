@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from helpers import FAST_MODEL, QLIB_REPORT, TINY, run_cli, tracking_uri
+from helpers import FAST_MODEL, QLIB_REPORT, TINY, WITH_MODEL, run_cli, tracking_uri
 from qtrack.data import qlib_format
 
 pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
@@ -58,7 +58,8 @@ def load_pickle(client: MlflowClient, run_id: str, name: str, tmp: Path):
 
 @pytest.mark.parametrize("model", ["lightgbm", "catboost", "xgboost", "linear"])
 def test_train_logs_a_complete_run(tmp_path, shared_data_root, model):
-    result, client, run = train(tmp_path, shared_data_root, f"model={model}", *TINY, QLIB_REPORT, *FAST_MODEL[model])
+    result, client, run = train(tmp_path, shared_data_root, f"model={model}", *TINY, QLIB_REPORT, WITH_MODEL,
+                                *FAST_MODEL[model])
     run_id, data = run.info.run_id, run.data
 
     assert run.info.status == "FINISHED"
@@ -194,7 +195,7 @@ def test_run_dir_override_and_experiment_name(tmp_path, shared_data_root):
 def test_double_ensemble_trains_through_qlibs_model_and_logs_like_the_others(tmp_path, shared_data_root):
     small = ["model=double_ensemble", "model.num_models=2", "model.sub_weights=[1,0.2]", "model.epochs=10",
              "model.num_leaves=16"]
-    _, client, run = train(tmp_path, shared_data_root, *small, *TINY)
+    _, client, run = train(tmp_path, shared_data_root, *small, *TINY, WITH_MODEL)
     assert run.info.status == "FINISHED" and run.data.params["model.class"] == "DEnsembleModel"
     model = load_pickle(client, run.info.run_id, "params.pkl", tmp_path)
     assert type(model).__name__ == "DEnsembleModel" and len(model.ensemble) == 2

@@ -22,8 +22,12 @@ TINY = [
     "backtest.topk=10",
     "backtest.n_drop=2",
     NO_QLIB_REPORT := "mlflow.qlib_report=false",  # 4 s a process; test_reports and test_dashboard turn it on
+    # MLflow's flavour of the model (2-3 s a train: skops and the environment files); the tests that register,
+    # predict, retrain or look at the LoggedModel turn it on.
+    "mlflow.log_model=false",
 ]
 QLIB_REPORT = "mlflow.qlib_report=true"
+WITH_MODEL = "mlflow.log_model=true"
 FAST_MODEL = {
     "lightgbm": ["model.num_boost_round=100"],
     "catboost": ["model.num_boost_round=80"],
