@@ -12,12 +12,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import helpers` fro
 
 from helpers import SAMPLE, run_cli, shared_root  # noqa: E402
 
+# The longest modules first (measured with --durations): xdist hands whole modules to the two workers in
+# collection order, so a long module collected last keeps one worker busy while the other waits.
+LONGEST_FIRST = ("test_remote_tracking", "test_retrain", "test_store_precedence", "test_train_e2e",
+                 "test_feature_cache", "test_qlib_native", "test_faults", "test_dashboard", "test_optimize",
+                 "test_feature_extension", "test_retrain_faults")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests under tests/e2e run the real CLI: marked e2e (their slow ones are also marked slow)."""
     for item in items:
         if "e2e" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.e2e)
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))  # stable: the rest keep order
 
 
 @pytest.fixture
