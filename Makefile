@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11 and pip:
 #   make train   - qtrack train on the embedded synthetic market (offline)
-#   make test    - the test suite (three pytest workers on two cores)
+#   make test    - the test suite (one pytest worker per core)
 # For developers: make test-fast (unit tests and the quick end-to-end ones), make lint, make mutants.
 # Both create .venv on first use and reuse it while pyproject.toml and constraints.txt are unchanged.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -19,10 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 train: $(STAMP)
 	$(BIN)/qtrack train $(ARGS)
 
-# Three workers on two cores: the end-to-end tests spend much of their time waiting on the CLI processes they
-# start (servers coming up, signals, locks), and a third worker fills those gaps.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 3 --dist loadscope $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadscope $(ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadscope -m "not slow" $(ARGS)
