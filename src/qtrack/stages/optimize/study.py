@@ -111,8 +111,8 @@ def check_reachable(storage: StudyStorage) -> None:
         try:
             redis.Redis.from_url(storage.url, socket_connect_timeout=5, socket_timeout=5).ping()
         except redis.RedisError as exc:
-            raise TrackingError(f"study storage {storage.masked} cannot be reached ({' '.join(str(exc).split())})"
-                                ) from None
+            reason = mask_uri(" ".join(str(exc).split()))
+            raise TrackingError(f"study storage {storage.masked} cannot be reached ({reason})") from None
 
 
 def check_space(study: Any, specs: list, name: str) -> None:
