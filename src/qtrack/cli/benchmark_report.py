@@ -20,15 +20,10 @@ def report(
 ) -> None:
     from qtrack.console import out
     from qtrack.evaluation.ranking import ranking, ranking_markdown, results_payload
-    from qtrack.runtime import quiet_third_party
     from qtrack.stages.benchmark_report import report as build_report
-    from qtrack.tracking.store import announce_store, check_tracking_uri, resolve_tracking_uri, use_store
+    from qtrack.tracking import registry
 
-    quiet_third_party()
-    uri = resolve_tracking_uri(tracking_uri)
-    check_tracking_uri(uri)
-    use_store(uri)
-    announce_store(uri)
+    _, uri = registry.connect(tracking_uri)  # the store checked, adopted and named, as every store command does
     results = build_report(experiment, metric, uri)
     table = ranking(results)
     out.print(ranking_markdown(table, results.metric, results.scope), soft_wrap=True, markup=False)

@@ -21,6 +21,17 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
     return pairs
 
 
+def _waiting_for(name: str):
+    """What a writer says while another import or update of the same dataset holds it."""
+
+    def say() -> None:
+        from qtrack.console import err
+
+        err.print(f"waiting for another import or update of '{name}' to finish...")
+
+    return say
+
+
 @app.command("import")
 def import_command(
     source: Path = typer.Argument(..., help="A folder of per-symbol CSV files, or one long CSV with a symbol column."),
@@ -34,12 +45,11 @@ def import_command(
     ),
 ) -> None:
     """Import prices as a Qlib dataset, atomically; bad symbols are reported and skipped."""
-    from qtrack.console import err, out
+    from qtrack.console import out
     from qtrack.data.store import import_dataset
 
     markets = {key: Path(value) for key, value in _pairs(market, "--market").items()}
-    report = import_dataset(source, name, _pairs(mapping, "--map"), markets,
-                            on_wait=lambda: err.print(f"waiting for another import or update of '{name}' to finish..."))
+    report = import_dataset(source, name, _pairs(mapping, "--map"), markets, on_wait=_waiting_for(name))
     start, end = report["calendar"]
     out.print(f"[green]✓[/] imported {report['imported']} symbols as '{name}', {start} to {end}")
     for file, dialect in report["dialects"].items():
@@ -64,14 +74,11 @@ def update_command(
         False, "--allow-dropping-days", help="Rewrite symbols even when the source lacks stored days (they are lost)."),
 ) -> None:
     """Append new days and symbols; rewrite a symbol whose history changed (adjusted prices), atomically."""
-    from qtrack.console import err, out
+    from qtrack.console import out
     from qtrack.data.update import update_dataset
 
-    def waiting() -> None:
-        err.print(f"waiting for another import or update of '{name}' to finish...")
-
     plan = update_dataset(source, name, _pairs(mapping, "--map"), dry_run=dry_run,
-                          allow_dropping=allow_dropping_days, on_wait=waiting)
+                          allow_dropping=allow_dropping_days, on_wait=_waiting_for(name))
     if not plan.changed:
         out.print(f"[green]✓[/] '{name}' is up to date with {source}: nothing changed (data ends {plan.end_before})")
     else:

@@ -23,7 +23,7 @@ def gc(
     from qtrack.console import err, out
     from qtrack.runtime import quiet_third_party
     from qtrack.tracking import hygiene
-    from qtrack.tracking.store import announce_store, mask_uri, resolve_tracking_uri, use_store
+    from qtrack.tracking.store import adopt_store, mask_uri, resolve_tracking_uri
 
     if not stale and older_than is None:
         raise typer.BadParameter("give --older-than AGE (or --stale)", param_hint="--older-than")
@@ -31,8 +31,7 @@ def gc(
     age = hygiene.parse_age(hygiene.DEFAULT_STALE_AGE if older_than is None else older_than)
     uri = resolve_tracking_uri(tracking_uri)
     hygiene.check_direct_store(uri)
-    use_store(uri)
-    announce_store(uri)
+    adopt_store(uri)
     quiet_third_party()
     if stale:
         found = hygiene.stale_runs(uri, age, experiment)
@@ -72,13 +71,12 @@ def ui(
     import os
 
     from qtrack.tracking.hygiene import check_port_free, ui_command
-    from qtrack.tracking.store import announce_store, resolve_tracking_uri, use_store
+    from qtrack.tracking.store import adopt_store, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     command = ui_command(uri, host, port)
     check_port_free(host, port)
-    use_store(uri)
-    announce_store(uri)
+    adopt_store(uri)
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
     os.execve(command[0], command, os.environ)
 

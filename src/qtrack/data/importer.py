@@ -154,8 +154,9 @@ def _folder_tables(source: Path, user_map: dict[str, str], result: ImportResult)
             names = " and ".join(p.name for p in found)
             result.skipped[symbol] = f"two files for one symbol ({names}): keep one"
             continue
-        if vendor_symbol(symbol) != csv_stem(found[0]).upper():
-            result.renamed[symbol] = csv_stem(found[0]).upper()
+        original = csv_stem(found[0]).upper()
+        if vendor_symbol(symbol) != original:
+            result.renamed[symbol] = original
         try:
             tables.append((symbol, _read_table(found[0], user_map, result)))
         except SkipSymbol as reason:

@@ -30,13 +30,12 @@ _REFERENCE = re.compile(r"(?P<name>[^@/]+)(?:@(?P<alias>[\w\-]+)|/(?P<version>\d
 def connect(configured: str | None = None) -> tuple[Any, str]:
     """A client for the configured (or default) tracking URI, checked first: exit 3 when unreachable."""
     from qtrack.runtime import quiet_third_party
-    from qtrack.tracking.store import announce_store, check_tracking_uri, resolve_tracking_uri, use_store
+    from qtrack.tracking.store import adopt_store, check_tracking_uri, resolve_tracking_uri
 
     quiet_third_party()
     uri = resolve_tracking_uri(configured)
     check_tracking_uri(uri)
-    use_store(uri)
-    announce_store(uri)
+    adopt_store(uri)
     return client_for(uri), uri
 
 

@@ -35,6 +35,12 @@ def use_store(uri: str) -> None:
     os.environ[TRACKING_URI_ENV] = uri
 
 
+def adopt_store(uri: str) -> None:
+    """What a store command does once its store is checked: make it this process's store, and say so."""
+    use_store(uri)
+    announce_store(uri)
+
+
 def announce_store(uri: str) -> None:
     """Say which store a command reads or writes, credentials masked (once a command: where it opens its
     top-level run, or where a store command connects)."""
