@@ -34,6 +34,11 @@ def config_dir() -> Path:
     configured = os.environ.get(CONFIG_DIR_ENV)
     if configured:
         return Path(configured).expanduser().resolve()
+    return builtin_config_dir()
+
+
+def builtin_config_dir() -> Path:
+    """qtrack's own config folder: the packaged copy, or the source checkout's."""
     packaged = Path(__file__).resolve().parent / "conf"
     if packaged.is_dir():
         return packaged

@@ -86,6 +86,9 @@ def init_qlib(
     quiet_third_party()
     import qlib
 
+    from qtrack import qlib_compat
+
+    qlib_compat.start()
     qlib.init(
         provider_uri=str(provider_uri),
         region=region,

@@ -40,14 +40,12 @@ def _market(target: Path) -> None:
 
 @pytest.fixture(scope="module")
 def market(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from qtrack.evaluation import qlib_fixes
     from qtrack.runtime import init_qlib
 
     root = tmp_path_factory.mktemp("bt") / "data" / "bt"
     root.parent.mkdir(parents=True)
     _market(root)
-    init_qlib(root, "us", f"sqlite:///{root.parent}/mlflow.db", "backtest")
-    qlib_fixes.apply()
+    init_qlib(root, "us", f"sqlite:///{root.parent}/mlflow.db", "backtest")  # applies qlib_compat's fix
     return root
 
 

@@ -10,7 +10,7 @@ from qtrack.models import specs as models
 
 def all_group_choices() -> list[tuple[str, str]]:
     return [(group, option) for group, options in config.config_groups().items() for option in options
-            if group != "search_space"]
+            if group not in ("search_space", "walk_forward")]  # optimize's; rolling's and benchmark's
 
 
 @pytest.mark.parametrize(("group", "option"), all_group_choices())

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from qtrack.config.store_uri import mask_uri
 from qtrack.evaluation import metrics
 from qtrack.tracking import params as tracking
-from qtrack.tracking.store import check_tracking_uri, mask_uri
+from qtrack.tracking.store import check_tracking_uri
 
 
 def test_regression_metrics_match_hand_computation():

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from qtrack.config import compose, parse_overrides
-from qtrack.config.qrun import benchmark_overrides, literal, translate
+from qtrack.config.qrun import translate
+from qtrack.config.qrun_benchmark import benchmark_overrides
+from qtrack.config.values import override_value
 from qtrack.errors import QtrackError
 
 QLIB_WORKFLOW = Path(__file__).resolve().parents[1] / "fixtures" / "workflow_config_lightgbm_Alpha158.yaml"
@@ -73,7 +75,7 @@ def _reload_with(path: tuple, value) -> dict:
                                   "12", "true", "null", "sqlite:////tmp/x.db", "Ref($close, -2) / Ref($close, -1) - 1"])
 def test_every_value_reads_back_exactly(text: str) -> None:
     for value in (text, [text, text], {"k": text}):
-        assert parse_overrides([f"key={literal(value)}"])["key"] == value
+        assert parse_overrides([f"key={override_value(value)}"])["key"] == value
 
 
 def test_a_benchmark_takes_workflows_that_share_one_dataset(qlib_workflow: dict, tmp_path: Path) -> None:

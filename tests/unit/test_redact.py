@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qtrack.tracking import redact
+from qtrack.config import redact
 
 SECRET = "s3cr3t-value-42"
 KEYS = ["password", "db.passwd", "db.pwd", "db.pass", "db.passphrase", "vendor.token", "vendor.secret",

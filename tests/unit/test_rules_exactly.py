@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from qtrack import config
+from qtrack.config import redact
 from qtrack.data import segments as segmentation
 from qtrack.data.dataset import dataset_config
 from qtrack.evaluation import metrics
 from qtrack.evaluation.records import backtest_config
 from qtrack.models.pruning import BoostingPruning
 from qtrack.stages.retrain import RetrainOutcome, _decide
-from qtrack.tracking import redact
 
 CALENDAR = pd.bdate_range("2020-01-01", periods=400)
 

@@ -99,7 +99,7 @@ def _interrupted() -> int:
 
 
 def _fail(message: str) -> None:
-    from qtrack.tracking.redact import text
+    from qtrack.config.redact import text
 
     sys.stderr.write(f"qtrack: error: {text(' '.join(message.split()))}\n")
 

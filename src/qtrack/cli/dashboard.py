@@ -20,8 +20,8 @@ def dashboard(
     import os
     import sys
 
+    from qtrack.config.store_uri import TRACKING_URI_ENV, mask_uri, resolve_tracking_uri
     from qtrack.dashboard import sources
-    from qtrack.tracking.store import TRACKING_URI_ENV, mask_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     env = {**os.environ, TRACKING_URI_ENV: uri, sources.URI_ENV: uri, sources.RESULTS_ENV: str(results.resolve())}

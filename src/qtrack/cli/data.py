@@ -8,6 +8,8 @@ import typer
 
 from qtrack.errors import QtrackError
 
+DEFAULT_FROM_CONF = "Default: conf/dataset/synthetic.yaml."
+
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Import, generate and inspect datasets.")
 
 
@@ -103,21 +105,22 @@ def update_command(
 @app.command("synth")
 def synth_command(
     name: str = typer.Option(..., "--name", help="Dataset name under the data root."),
-    symbols: int = typer.Option(100, "--symbols", min=2),
-    days: int = typer.Option(1040, "--days", min=30),
-    signal: float = typer.Option(0.1, "--signal", help="Planted signal strength; 0 for none."),
-    seed: int = typer.Option(0, "--seed"),
+    symbols: int | None = typer.Option(None, "--symbols", min=2, help=DEFAULT_FROM_CONF),
+    days: int | None = typer.Option(None, "--days", min=30, help=DEFAULT_FROM_CONF),
+    signal: float | None = typer.Option(None, "--signal", help=f"Planted signal; 0: none. {DEFAULT_FROM_CONF}"),
+    seed: int | None = typer.Option(None, "--seed", help=DEFAULT_FROM_CONF),
 ) -> None:
     """Write an explicit synthetic market (see the README for its model and theoretical IC)."""
     from qtrack.console import out
     from qtrack.data.store import synthesise
     from qtrack.data.synthetic import SyntheticSpec
 
-    spec = SyntheticSpec(symbols=symbols, days=days, signal=signal, seed=seed)
-    if not 0 <= abs(signal) < 1:
+    given = {"symbols": symbols, "days": days, "signal": signal, "seed": seed}
+    spec = SyntheticSpec(**{key: value for key, value in given.items() if value is not None})
+    if not 0 <= abs(spec.signal) < 1:
         raise QtrackError("--signal must lie in (-1, 1)")
     path = synthesise(name, spec)
-    out.print(f"[green]✓[/] wrote '{name}' ({symbols} symbols x {days} days, theoretical IC "
+    out.print(f"[green]✓[/] wrote '{name}' ({spec.symbols} symbols x {spec.days} days, theoretical IC "
               f"{spec.theoretical_ic:.4f}) at {path}")
 
 

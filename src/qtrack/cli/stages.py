@@ -48,7 +48,7 @@ def train(
 
 def _announced(stage: str, workflow: list[str], given: list[str]) -> list[str]:
     """The workflow's overrides then the user's, after printing the equivalent command."""
-    from qtrack.config.qrun import command_line
+    from qtrack.config.qrun_benchmark import command_line
     from qtrack.console import err
 
     combined = [*workflow, *given]
@@ -70,7 +70,7 @@ def benchmark(
     """Fit every model x seed on one dataset and rank them (mean ± std), under one MLflow parent run."""
     args = overrides or []
     if from_qrun:
-        from qtrack.config.qrun import benchmark_overrides
+        from qtrack.config.qrun_benchmark import benchmark_overrides
 
         is_yaml = [a.endswith((".yaml", ".yml")) for a in args]  # `--from-qrun a.yaml b.yaml` lists the rest after it
         yamls = [*from_qrun, *(Path(a) for a, listed in zip(args, is_yaml, strict=True) if listed)]

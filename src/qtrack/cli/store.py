@@ -20,10 +20,11 @@ def gc(
 ) -> None:
     """Delete finished runs older than a cutoff, with their artifacts (runs behind registered models and
     RUNNING runs stay); or, with --stale, end runs whose process is gone."""
+    from qtrack.config.store_uri import mask_uri, resolve_tracking_uri
     from qtrack.console import err, out
     from qtrack.runtime import quiet_third_party
     from qtrack.tracking import hygiene
-    from qtrack.tracking.store import adopt_store, mask_uri, resolve_tracking_uri
+    from qtrack.tracking.store import adopt_store
 
     if not stale and older_than is None:
         raise typer.BadParameter("give --older-than AGE (or --stale)", param_hint="--older-than")
@@ -70,8 +71,9 @@ def ui(
     """Open the MLflow UI on the local tracking store (127.0.0.1:5000 unless told otherwise)."""
     import os
 
+    from qtrack.config.store_uri import resolve_tracking_uri
     from qtrack.tracking.hygiene import check_port_free, ui_command
-    from qtrack.tracking.store import adopt_store, resolve_tracking_uri
+    from qtrack.tracking.store import adopt_store
 
     uri = resolve_tracking_uri(tracking_uri)
     command = ui_command(uri, host, port)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import paths
+from qtrack.config.store_uri import resolve_tracking_uri
 from qtrack.config.values import to_container
 from qtrack.errors import QtrackError
-from qtrack.tracking.store import resolve_tracking_uri
 
 RUN_DIR_OVERRIDE = "hydra.run.dir="
 _HYDRA_LOCK = threading.Lock()
@@ -162,12 +162,16 @@ def _fill_derived(cfg: Any) -> None:
     if cfg.dataset.get("provider_uri"):  # logged and reused by predict from any folder: never relative
         cfg.dataset.provider_uri = str(Path(str(cfg.dataset.provider_uri)).expanduser().absolute())
     if cfg.dataset.get("provider_uri") and cfg.dataset.name.startswith("synthetic"):
-        from qtrack.data.external import default_name
-
-        cfg.dataset.name = default_name(str(cfg.dataset.provider_uri))
+        cfg.dataset.name = _directory_dataset_name(str(cfg.dataset.provider_uri))
         cfg.dataset.synthetic = None
     if not cfg.mlflow.experiment_name:
         cfg.mlflow.experiment_name = f"{cfg.dataset.name}_{cfg.features.name}"
+
+
+def _directory_dataset_name(provider_uri: str) -> str:
+    """A dataset name for a directory given without one: its folder name (cn_data), made safe."""
+    base = Path(provider_uri).expanduser().name
+    return base if paths.SAFE_NAME.fullmatch(base) else "qlib_data"
 
 
 def variant(cfg: Any, *, model: str | None = None, values: dict[str, Any] | None = None,

@@ -283,36 +283,7 @@ def _plain(value: Any) -> Any:
 
 
 def _set(key: str, value: Any) -> str:
-    return f"{key}={literal(value)}"
-
-
-def literal(value: Any) -> str:
-    """A Hydra override value, lists and dicts included, that parses back to `value`."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(literal(v) for v in value) + "]"
-    value = _plain(value)
-    if not isinstance(value, str):
-        return override_value(value)
-    if _reads_back(value):
-        return value
-    # Hydra's quoted strings keep backslashes, except a run of them before a quote or at the end.
-    escaped = re.sub(r'(\\+)(?="|$)', lambda run: run.group(1) * 2, value)
-    return '"' + escaped.replace('"', '\\"') + '"'
-
-
-def _reads_back(text: str) -> bool:
-    """Whether Hydra parses `text`, unquoted, back to the same string (dates, paths, URIs usually do)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    if not text or text.strip() != text or text.lower() in ("true", "false", "null", "inf", "-inf", "nan"):
-        return False
-    try:
-        return OverridesParser.create().parse_override(f"k={text}").value() == text
-    except HydraException:
-        return False
+    return f"{key}={override_value(_plain(value))}"
 
 
 def honoured(path: Path) -> Translation:
@@ -322,31 +293,3 @@ def honoured(path: Path) -> Translation:
         raise QtrackError(f"--from-qrun: qtrack can't honour these keys of {path.name}: "
                           f"{', '.join(translation.problems)}")
     return translation
-
-
-def benchmark_overrides(workflows: list[Path]) -> list[str]:
-    """Several workflows as one benchmark: they must share everything but the model (one dataset is built
-    for all), and each model may appear once; each workflow's model keys become its model_overrides."""
-    translations = [(path, honoured(path)) for path in workflows]
-    first_path, first = translations[0]
-    models: list[str] = []
-    overrides = list(first.shared)
-    for path, translation in translations:
-        if translation.shared != first.shared:
-            differing = sorted(set(translation.shared) ^ set(first.shared))
-            key = differing[0].split("=", 1)[0]
-            raise QtrackError(f"--from-qrun: {path.name} and {first_path.name} differ in {key}; a benchmark "
-                              "compares models on one dataset, features and backtest")
-        if translation.model in models:
-            raise QtrackError(f"--from-qrun: two workflows run {translation.model}; a benchmark takes each model "
-                              "once (train them separately)")
-        models.append(translation.model)
-        overrides.append(f"++model_overrides.{translation.model}={literal(translation.model_overrides)}")
-    # A workflow plants no seed, so more seeds would repeat the same fits; `seeds=N` after them still wins.
-    return [*overrides, f"models={literal(models)}", "seeds=1"]
-
-
-def command_line(stage: str, overrides: list[str]) -> str:
-    import shlex
-
-    return " ".join(["qtrack", stage, *(shlex.quote(item) for item in overrides)])

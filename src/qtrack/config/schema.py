@@ -15,9 +15,9 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from qtrack.data.synthetic import SyntheticSpec
+from qtrack.config.names import ALIAS, RESERVED_ALIAS, model_name_problem
+from qtrack.config.synthetic import SyntheticSpec
 from qtrack.paths import SAFE_NAME
-from qtrack.tracking.names import RESERVED_ALIAS, model_name_problem
 
 NAME_HINT = "a name, not a path (letters, digits, '.', '_' and '-')"
 
@@ -152,7 +152,7 @@ class OptimizeSchema:
 @dataclass
 class RetrainSchema:
     model_name: Optional[str] = None
-    alias: str = ranged(pattern=r"[A-Za-z_][\w\-]*", hint="an alias such as champion")  # not reserved: see check()
+    alias: str = ranged(pattern=ALIAS.pattern, hint="an alias such as champion")  # not reserved: see check()
     train_days: int = ranged(ge=5)
     valid_days: int = ranged(ge=5)
     holdout_days: int = ranged(ge=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any
 
@@ -23,7 +24,7 @@ def to_yaml(cfg: Any) -> str:
     """The resolved config as YAML, secrets masked: this is what qtrack writes and prints."""
     from omegaconf import OmegaConf
 
-    from qtrack.tracking import redact
+    from qtrack.config import redact
 
     return OmegaConf.to_yaml(OmegaConf.create(redact.tree(to_container(cfg))))
 
@@ -41,7 +42,16 @@ def train_overrides(overrides: list[str], stage_keys: tuple[str, ...]) -> list[s
 
 
 def override_value(value: Any) -> str:
-    """`value` written so that a Hydra override parses it back to exactly the same value."""
+    """`value` written so that a Hydra override parses it back to exactly the same value: the one quoting
+    function of qtrack (trial and benchmark settings, the qrun translation, printed commands). Lists, tuples
+    and dicts are written element by element, dates as days; strings stay bare where Hydra reads them back
+    unchanged (names, dates, paths, URIs), and are quoted otherwise."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{override_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.strftime("%Y-%m-%d")
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -49,8 +59,23 @@ def override_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     text = str(value)
-    if _PLAIN_VALUE.fullmatch(text) and text.lower() not in ("true", "false", "null", "inf", "nan"):
+    if _reads_back(text):
         return text
     # Hydra's quoted strings keep backslashes, except a run of them before a quote or at the end.
     escaped = re.sub(r"(\\+)(?='|$)", lambda run: run.group(1) * 2, text)
     return "'" + escaped.replace("'", "\\'") + "'"
+
+
+def _reads_back(text: str) -> bool:
+    """Whether Hydra parses `text`, unquoted, back to the same string."""
+    if not text or text.strip() != text or text.lower() in ("true", "false", "null", "inf", "-inf", "nan"):
+        return False
+    if _PLAIN_VALUE.fullmatch(text):
+        return True
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(f"k={text}").value() == text
+    except HydraException:
+        return False

@@ -44,7 +44,7 @@ class Settings:
 
 
 def settings() -> Settings:
-    from qtrack.tracking.store import resolve_tracking_uri
+    from qtrack.config.store_uri import resolve_tracking_uri
 
     return Settings(tracking_uri=os.environ.get(URI_ENV) or resolve_tracking_uri(),
                     results_dir=Path(os.environ.get(RESULTS_ENV) or "results/benchmarks"),
@@ -65,7 +65,7 @@ def client(uri: str) -> Any:
 
 def experiments(uri: str) -> list[str]:
     """The experiments' names, newest first; Unreachable when the store can't be read."""
-    from qtrack.tracking.store import mask_uri
+    from qtrack.config.store_uri import mask_uri
 
     try:
         found = client(uri).search_experiments(order_by=["creation_time DESC"])

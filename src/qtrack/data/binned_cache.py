@@ -34,7 +34,7 @@ BOOSTING_ONLY = frozenset(
     }
 )
 
-Parts = list[tuple[Any, str]]  # (lightgbm.Dataset, segment name), as Qlib's LGBModel._prepare_data returns
+Parts = list[tuple[Any, str]]  # (lightgbm.Dataset, segment name), as Qlib's LGBModel prepares them
 
 
 class BinnedCache:

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from qtrack.errors import QtrackError
-from qtrack.paths import SAFE_NAME
 
 FINGERPRINTED = ("calendars", "instruments", "features")
 
@@ -49,9 +48,3 @@ def _walk(folder: Path, relative: str):
             elif entry.is_file(follow_symlinks=True):
                 stat = entry.stat(follow_symlinks=True)
                 yield name, stat.st_size, stat.st_mtime_ns
-
-
-def default_name(provider_uri: str) -> str:
-    """A dataset name for a directory given without one: its folder name (cn_data), made safe."""
-    base = Path(provider_uri).expanduser().name
-    return base if SAFE_NAME.fullmatch(base) else "qlib_data"

@@ -15,11 +15,13 @@ from qlib.data.dataset import DatasetH as QlibDatasetH
 from qlib.data.dataset.handler import DataHandler
 from qlib.data.dataset.utils import fetch_df_by_col
 
+from qtrack.qlib_compat import SegmentHook
 
-class DatasetH(QlibDatasetH):
-    def _prepare_seg(self, slc: Any, **kwargs: Any) -> Any:
+
+class DatasetH(SegmentHook, QlibDatasetH):
+    def prepare_segment(self, slc: Any, **kwargs: Any) -> Any:
         col_set = kwargs.pop("col_set", DataHandler.CS_ALL)
         if kwargs.get("proc_func") is not None or kwargs.get("squeeze"):
-            return super()._prepare_seg(slc, col_set=col_set, **kwargs)
-        rows = super()._prepare_seg(slc, col_set=DataHandler.CS_RAW, **kwargs)
+            return super().prepare_segment(slc, col_set=col_set, **kwargs)
+        rows = super().prepare_segment(slc, col_set=DataHandler.CS_RAW, **kwargs)
         return fetch_df_by_col(rows, col_set)

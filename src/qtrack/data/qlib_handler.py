@@ -20,18 +20,19 @@ from qlib.data.dataset.handler import DataHandlerLP
 from qlib.data.dataset.processor import DropnaProcessor, Processor
 
 from qtrack.data.processors import fast_processors
+from qtrack.qlib_compat import ProcessorCopyHook
 
 # Processors whose output never shares memory with their input (pandas' dropna copies even when it
 # drops nothing, and with copy-on-write a later write copies anyway).
 FRESH_OUTPUT = (DropnaProcessor,)
 
 
-class LeanCopies:
-    @staticmethod
-    def _is_proc_readonly(proc_l: list[Processor]) -> bool:
+class LeanCopies(ProcessorCopyHook):
+    @classmethod
+    def processors_are_readonly(cls, proc_l: list[Processor]) -> bool:
         if proc_l and isinstance(proc_l[0], FRESH_OUTPUT):
             return True
-        return DataHandlerLP._is_proc_readonly(proc_l)
+        return super().processors_are_readonly(proc_l)
 
 
 ENGINES = ("fast", "qlib")

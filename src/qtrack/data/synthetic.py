@@ -16,38 +16,16 @@ so it drops out of cross-sectional correlations, and the theoretical IC of the b
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from qtrack.config.synthetic import SyntheticSpec
 from qtrack.data import qlib_format
 
 KIND = "synthetic"
 KMID_SCALE = 0.005
-
-
-@dataclass
-class SyntheticSpec:
-    """The market's parameters; also the schema that validates the `dataset.synthetic` config."""
-
-    symbols: int = 100
-    days: int = 1040
-    start: str = "2018-01-02"
-    signal: float = 0.1
-    noise: float = 0.5
-    seed: int = 0
-    holiday_rate: float = 0.01
-    missing_rate: float = 0.002
-    late_listing_share: float = 0.2
-
-    @property
-    def theoretical_ic(self) -> float:
-        return self.signal / math.sqrt(1.0 + self.noise**2)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def generate(spec: SyntheticSpec) -> dict[str, pd.DataFrame]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qtrack.evaluation.quotes import SELL, Costs, Quote, load_quote
+from qtrack.evaluation.quotes import SELL, Costs, Quote, daily_scores, load_quote
 
 STRATEGY = "TopkDropoutStrategy"
 EXECUTOR = "SimulatorExecutor"
@@ -238,7 +238,7 @@ class Simulation:
         return 0.0 if window.empty else (window + 1).prod() - 1
 
     def stock_list(self) -> list[str]:
-        return self.position.get_stock_list()  # in buying order (qlib_fixes)
+        return self.position.get_stock_list()  # in buying order (qlib_compat.start)
 
 
 def _copy_position(position):
@@ -267,7 +267,7 @@ def backtest(*, executor: dict, strategy: dict, start_time, end_time, account: f
         trade_unit=C.trade_unit,
     )
     simulation = Simulation(quote, calendar, costs, account, benchmark)
-    signal = _daily_scores(kwargs["signal"])
+    signal = daily_scores(kwargs["signal"])
     topk, n_drop = int(kwargs["topk"]), int(kwargs["n_drop"])
     offset = calendar.index(quote.days[0])
     for d, day in enumerate(quote.days):
@@ -278,23 +278,6 @@ def backtest(*, executor: dict, strategy: dict, start_time, end_time, account: f
     report = simulation.metrics.generate_portfolio_metrics_dataframe()
     indicators = simulation.indicator.generate_trade_indicators_dataframe()
     return {"1day": (report, simulation.history)}, {"1day": (indicators, simulation.indicator)}
-
-
-def _daily_scores(pred) -> dict:
-    """Each day's scores by instrument, as the strategy's signal gives them: the day's rows grouped by
-    instrument, last non-NaN value, instruments sorted (Qlib's resam_ts_data(..., method="last"))."""
-    scores = pred.iloc[:, 0] if isinstance(pred, pd.DataFrame) else pred
-    if scores.index.names[0] != "datetime":
-        scores = scores.swaplevel()
-    grouped = scores.groupby(level=["datetime", "instrument"]).last()  # sorted by day, then instrument
-    days = grouped.index.get_level_values("datetime")
-    instruments = grouped.index.get_level_values("instrument")
-    values = grouped.to_numpy()
-    bounds = np.flatnonzero(np.r_[True, days[1:] != days[:-1], True])
-    return {
-        days[a]: pd.Series(values[a:b], index=pd.Index(instruments[a:b], name="instrument"), name=grouped.name)
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    }
 
 
 def _isclose(a, b) -> bool:

@@ -6,23 +6,16 @@ The record's own code (risk analysis, indicator analysis, artifacts, metrics) is
 
 from __future__ import annotations
 
-from qlib.workflow import record_temp
+from typing import Any
+
 from qlib.workflow.record_temp import PortAnaRecord
 
 from qtrack.evaluation import fast_backtest
+from qtrack.qlib_compat import BacktestHook
 
 
-class FastPortAnaRecord(PortAnaRecord):
-    def _generate(self, **kwargs):
-        qlib_backtest = record_temp.normal_backtest
-
-        def backtest(*, executor, strategy, **rest):
-            if fast_backtest.supports(executor, strategy, rest.get("exchange_kwargs", {})):
-                return fast_backtest.backtest(executor=executor, strategy=strategy, **rest)
-            return qlib_backtest(executor=executor, strategy=strategy, **rest)
-
-        record_temp.normal_backtest = backtest  # the module global Qlib's _generate calls
-        try:
-            return super()._generate(**kwargs)
-        finally:
-            record_temp.normal_backtest = qlib_backtest
+class FastPortAnaRecord(BacktestHook, PortAnaRecord):
+    def run_backtest(self, qlib_backtest: Any, *, executor: Any, strategy: Any, **rest: Any) -> Any:
+        if fast_backtest.supports(executor, strategy, rest.get("exchange_kwargs", {})):
+            return fast_backtest.backtest(executor=executor, strategy=strategy, **rest)
+        return qlib_backtest(executor=executor, strategy=strategy, **rest)

@@ -1,4 +1,5 @@
-"""What the fast backtest reads and charges: Qlib's Exchange quote as dense arrays, and its cost rules."""
+"""What the fast backtest reads and charges: Qlib's Exchange quote as dense arrays, the daily signal, and its cost
+rules."""
 
 from __future__ import annotations
 
@@ -107,3 +108,20 @@ class Costs:
             critical_price = self.min_cost / cost_ratio + self.min_cost
             amount = cash / (1 + cost_ratio) / price if cash >= critical_price else (cash - self.min_cost) / price
         return amount
+
+
+def daily_scores(pred: pd.Series | pd.DataFrame) -> dict:
+    """Each day's scores by instrument, as the strategy's signal gives them: the day's rows grouped by
+    instrument, last non-NaN value, instruments sorted (Qlib's resam_ts_data(..., method="last"))."""
+    scores = pred.iloc[:, 0] if isinstance(pred, pd.DataFrame) else pred
+    if scores.index.names[0] != "datetime":
+        scores = scores.swaplevel()
+    grouped = scores.groupby(level=["datetime", "instrument"]).last()  # sorted by day, then instrument
+    days = grouped.index.get_level_values("datetime")
+    instruments = grouped.index.get_level_values("instrument")
+    values = grouped.to_numpy()
+    bounds = np.flatnonzero(np.r_[True, days[1:] != days[:-1], True])
+    return {
+        days[a]: pd.Series(values[a:b], index=pd.Index(instruments[a:b], name="instrument"), name=grouped.name)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    }

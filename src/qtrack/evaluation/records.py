@@ -49,9 +49,8 @@ def _analyse(cfg: Any, data: Any, recorder: Any) -> None:
     """SigAnaRecord and the backtest (fast or Qlib's) of the recorder's pred.pkl and label.pkl."""
     from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord
 
-    from qtrack.evaluation import portfolio_record, qlib_fixes
+    from qtrack.evaluation import portfolio_record
 
-    qlib_fixes.apply()
     record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
     with QLIB_DATA_LOCK:
         SigAnaRecord(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()

@@ -7,7 +7,7 @@
 - LightGBM's `fit(..., binned_cache=...)` takes its constructed training and validation sets from a
   `qtrack.binned_cache.BinnedCache` (the same sets, loaded instead of rebuilt).
 - LightGBM's sets are given the segment's features as one C-ordered float32 array, copied once from the
-  segment's rows. Qlib's `_prepare_data` copies the feature columns into a new frame, whose F-ordered
+  segment's rows. Qlib's own preparation copies the feature columns into a new frame, whose F-ordered
   values LightGBM then copies again into C order; at the fit's start that held both copies at once.
 
 Training is otherwise Qlib's own code path: the same data preparation, parameters and predictions.
@@ -20,8 +20,10 @@ from typing import Any
 from qlib.contrib.model.catboost_model import CatBoostModel as QlibCatBoostModel
 from qlib.contrib.model.gbdt import LGBModel as QlibLGBModel
 
+from qtrack.qlib_compat import SetsHook
 
-class LGBModel(QlibLGBModel):
+
+class LGBModel(SetsHook, QlibLGBModel):
     takes_binned_cache = True
 
     def fit(
@@ -40,9 +42,9 @@ class LGBModel(QlibLGBModel):
 
         self.evals_result = {} if evals_result is None else evals_result
         if binned_cache is not None and reweighter is None:
-            prepared = binned_cache.datasets(self.params, lambda: self._prepare_data(dataset))
+            prepared = binned_cache.datasets(self.params, lambda: self.prepare_sets(dataset))
         else:
-            prepared = self._prepare_data(dataset, reweighter)
+            prepared = self.prepare_sets(dataset, reweighter)
         parts, names = zip(*prepared, strict=True)
         stopping = self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds
         self.model = lgb.train(
@@ -61,13 +63,13 @@ class LGBModel(QlibLGBModel):
         )
 
 
-    def _prepare_data(self, dataset: Any, reweighter: Any = None) -> list:
+    def prepare_sets(self, dataset: Any, reweighter: Any = None) -> list:
         import lightgbm as lgb
         import numpy as np
         from qlib.data.dataset.handler import DataHandlerLP
 
         if reweighter is not None:
-            return super()._prepare_data(dataset, reweighter)
+            return super().prepare_sets(dataset, reweighter)
         prepared = []
         for key in ("train", "valid"):
             if key not in dataset.segments:

@@ -37,12 +37,13 @@ from qtrack.evaluation.ranking import (
 from qtrack.runtime import raise_if_interrupted
 from qtrack.stages.context import stage
 from qtrack.stages.core import fit_and_evaluate
+from qtrack.stages.walk_forward import base_config, plan_windows, rolling_record
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
 from qtrack.tracking.names import higher_is_better
 from qtrack.tracking.runs import run_context, run_tags
 
-# The walk-forward record (stages.rolling) carries Qlib's signal and backtest metrics, not the regression ones.
+# The walk-forward record (stages.walk_forward) carries Qlib's signal and backtest metrics, not the regression ones.
 ROLLING_RANKABLE = tuple(TABLE)
 BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides", "output_dir", "rolling")
 ROLLING_SWITCH = re.compile(r"(\+{0,2})rolling=(true|false|True|False)")
@@ -95,28 +96,22 @@ def _rolling_switch(item: str) -> str:
 
 @dataclass(frozen=True)
 class _Walk:
-    """`rolling.enabled`: every job is ranked on its walk-forward record (stages.rolling) instead of one split."""
+    """`rolling.enabled`: every job is ranked on its walk-forward record (stages.walk_forward), not one split."""
 
     windows: list
     settings: dict
 
     @classmethod
     def plan(cls, cfg: Any) -> _Walk | None:
-        from qtrack.stages.rolling import plan_windows
-
         if not cfg.rolling.enabled:
             return None
         return cls(plan_windows(cfg), config.to_container(cfg.rolling))
 
     def base(self, cfg: Any) -> Any:
-        from qtrack.stages.rolling import base_config
-
         return base_config(cfg, self.windows)
 
     def record(self, cfg: Any, data: Any, *, run_name: str, steps: Steps, parent_run_id: str,
                extra_tags: dict[str, str], on_start: Any) -> Any:
-        from qtrack.stages.rolling import rolling_record
-
         run, _ = rolling_record(cfg, self.windows, data, steps, settings=self.settings, run_name=run_name,
                                 parent_run_id=parent_run_id, extra_tags=extra_tags, on_start=on_start)
         return run

@@ -6,8 +6,8 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
+from qtrack.config.redact import RedactingFilter
 from qtrack.paths import check_writable
-from qtrack.tracking.redact import RedactingFilter
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

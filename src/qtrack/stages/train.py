@@ -6,12 +6,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from qtrack.config.store_uri import mask_uri
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.data.prepare import prepare
 from qtrack.stages.context import stage
 from qtrack.stages.core import SUMMARY_METRICS, RunResult, fit_and_evaluate
 from qtrack.tracking import names
-from qtrack.tracking.store import mask_uri
 
 
 def default_run_name(cfg: Any, now: datetime | None = None) -> str:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from qtrack.config.store_uri import mask_uri
 from qtrack.errors import QtrackError
 from qtrack.tracking import names
 from qtrack.tracking.runs import client_for, end_killed, gone_from_this_host
-from qtrack.tracking.store import check_tracking_uri, mask_uri
+from qtrack.tracking.store import check_tracking_uri
 
 FINISHED_STATES = ("FINISHED", "FAILED", "KILLED")
 DEFAULT_STALE_AGE = "1d"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 # Tags on every run.
 VERSION = "qtrack.version"
 STAGE = "qtrack.stage"
@@ -22,34 +20,12 @@ CONSTANT_PREDICTIONS = "qtrack.constant_predictions"
 TRUNCATED_PARAMS = "qtrack.truncated_params"
 PARENT_RUN = "mlflow.parentRunId"
 
-# Aliases the MLflow registry keeps for itself: `latest` and version aliases such as v1, v2.
-RESERVED_ALIAS = re.compile(r"latest|v\d+", re.IGNORECASE)
-# Registered model names go into MLflow filter strings and MODEL@ALIAS / MODEL/VERSION references: words
-# separated by single spaces, no quotes, '/' or '@'. Aliases are MLflow's own rule.
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.\-]+(?: [A-Za-z0-9_.\-]+)*")
-ALIAS = re.compile(r"[A-Za-z_][\w\-]*")
-
-
 def name_filter(name: str) -> str:
     """An MLflow filter for one registered model's versions that holds for any name, including one with a quote
     (registered before qtrack refused them, or by another tool): MLflow reads a double-quoted value too."""
     quote = '"' if "'" in name else "'"
     return f"name = {quote}{name}{quote}"
 
-
-def model_name_problem(name: str) -> str | None:
-    if not MODEL_NAME.fullmatch(name or "") or len(name) > 200:
-        return (f"model name '{name}' can't be registered: use letters, digits, '.', '_', '-' and single spaces "
-                "(at most 200 characters)")
-    return None
-
-
-def alias_problem(alias: str) -> str | None:
-    if not ALIAS.fullmatch(alias or ""):
-        return f"alias '{alias}' is not an alias: use a letter or '_' first, then letters, digits, '_' and '-'"
-    if RESERVED_ALIAS.fullmatch(alias):
-        return f"alias '{alias}' is reserved by the MLflow registry (latest, v1, v2, ...): choose another"
-    return None
 
 # Stage names (the value of qtrack.stage).
 TRAIN, OPTIMIZE, OPTIMIZE_TRIAL, BENCHMARK, RETRAIN = "train", "optimize", "optimize-trial", "benchmark", "retrain"

@@ -8,7 +8,7 @@ import math
 import time
 from typing import Any
 
-from qtrack.tracking import redact
+from qtrack.config import redact
 
 log = logging.getLogger("qtrack")
 

@@ -29,8 +29,9 @@ _REFERENCE = re.compile(r"(?P<name>[^@/]+)(?:@(?P<alias>[\w\-]+)|/(?P<version>\d
 
 def connect(configured: str | None = None) -> tuple[Any, str]:
     """A client for the configured (or default) tracking URI, checked first: exit 3 when unreachable."""
+    from qtrack.config.store_uri import resolve_tracking_uri
     from qtrack.runtime import quiet_third_party
-    from qtrack.tracking.store import adopt_store, check_tracking_uri, resolve_tracking_uri
+    from qtrack.tracking.store import adopt_store, check_tracking_uri
 
     quiet_third_party()
     uri = resolve_tracking_uri(configured)
@@ -51,7 +52,7 @@ def client_for(tracking_uri: str) -> Any:
 def check_names(name: str, alias: str | None = None) -> None:
     """A QtrackError (exit 2) for a name or alias the registry or qtrack's readers can't take, before anything
     is created."""
-    from qtrack.tracking.names import alias_problem, model_name_problem
+    from qtrack.config.names import alias_problem, model_name_problem
 
     problem = model_name_problem(name) or (alias_problem(alias) if alias is not None else None)
     if problem:

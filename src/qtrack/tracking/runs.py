@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtrack import __version__
+from qtrack.config import redact
 from qtrack.errors import Terminated
 from qtrack.runtime import critical, git_output
-from qtrack.tracking import names, redact
+from qtrack.tracking import names
 from qtrack.tracking.inputs import library_tags
 
 

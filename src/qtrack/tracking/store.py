@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,21 +10,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from qtrack import paths
+from qtrack.config.store_uri import TRACKING_URI_ENV, mask_uri
 from qtrack.errors import QtrackError, TrackingError
 from qtrack.runtime import quiet_third_party
 
 REMOTE_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
 DATABASE_SCHEMES = ("postgresql", "mysql")
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]*)@")
 
-
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-
-
-def resolve_tracking_uri(configured: str | None = None) -> str:
-    """The store a command uses: an explicit flag or override first, then MLFLOW_TRACKING_URI, then
-    sqlite:///<cwd>/mlruns/mlflow.db (the order of MLflow's own set_tracking_uri, Hydra and Click)."""
-    return (configured or "").strip() or os.environ.get(TRACKING_URI_ENV) or paths.default_tracking_uri()
 
 
 def use_store(uri: str) -> None:
@@ -47,11 +38,6 @@ def announce_store(uri: str) -> None:
     from qtrack.console import err
 
     err.print(f"tracking store: {mask_uri(uri)}", soft_wrap=True, markup=False, style="dim")
-
-
-def mask_uri(uri: str) -> str:
-    """`scheme://user:secret@host` becomes `scheme://user:***@host`."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", uri)
 
 
 def check_tracking_uri(uri: str) -> None:

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from qtrack import config
+from qtrack.config import redact
 from qtrack.console import Steps
 from qtrack.models import search_space
 from qtrack.models.pruning import BoostingPruning
 from qtrack.runtime import critical
 from qtrack.stages.core import fit_and_evaluate, fit_and_score
 from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, REPORTED_TEST_METRICS, Settings
-from qtrack.tracking import names, redact
+from qtrack.tracking import names
 
 RUN_ID_ATTR = "mlflow_run_id"
 

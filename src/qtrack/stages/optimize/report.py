@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from qtrack.config import redact
 from qtrack.console import err, out, summary_table
 from qtrack.stages.optimize.settings import OptimizeResult, Settings, TrialOutcome
 from qtrack.tracking import params as tracking
-from qtrack.tracking import redact
 
 OUTPUT_FILES = ("trials.csv", "best_command.txt", "optimize.json")
 

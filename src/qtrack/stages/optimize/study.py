@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qtrack.config.store_uri import mask_uri
 from qtrack.errors import QtrackError, TrackingError
 from qtrack.paths import tracking_folder
 from qtrack.tracking.runs import end_killed, gone_from_this_host
-from qtrack.tracking.store import check_database, database_lock, mask_uri
+from qtrack.tracking.store import check_database, database_lock
 
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 INTERRUPTED_ATTR = "interrupted"

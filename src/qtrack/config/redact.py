@@ -9,7 +9,7 @@ import os
 import re
 from typing import Any
 
-from qtrack.tracking.store import mask_uri
+from qtrack.config.store_uri import mask_uri
 
 MASK = "***"
 # A config key whose last part is, or ends in, one of these words holds a secret (seed_key names a
