@@ -151,19 +151,9 @@ def backtest(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
 ) -> None:
     """Backtest a prediction file (IC analysis and Qlib's backtest on its days) as a tracked MLflow run."""
-    from qtrack.console import Steps, out, summary_table
-    from qtrack.stages.backtest import run_backtest
-    from qtrack.stages.context import stage
-    from qtrack.stages.core import SUMMARY_METRICS
-    from qtrack.tracking.names import EXCESS_WITH_COST
+    from qtrack.stages.backtest import run_backtest_stage
 
-    with stage("train", overrides or []) as ctx:
-        result = run_backtest(pred.expanduser().absolute(), ctx.cfg, Steps(quiet=quiet))
-    rows = [(name.replace(f"{EXCESS_WITH_COST}.", "excess, with cost: "), f"{result.metrics[name]:.4f}")
-            for name in SUMMARY_METRICS if name in result.metrics]
-    rows += [("days", f"{result.start}..{result.end}"), ("run", f"{result.run_name} ({result.run_id})"),
-             ("experiment", result.experiment_name)]
-    out.print(summary_table("qtrack backtest", rows))
+    run_backtest_stage(pred.expanduser().absolute(), overrides or [], quiet=quiet)
 
 
 def add_to(app: typer.Typer) -> None:

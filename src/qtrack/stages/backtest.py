@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from qtrack.console import Steps, err
+from qtrack.console import Steps, err, out, summary_table
 from qtrack.data import qlib_format
 from qtrack.errors import QtrackError
 from qtrack.tracking import names
@@ -36,6 +35,14 @@ class TestSpan:
 
     def as_dict(self) -> dict[str, tuple[str, str]]:
         return {"test": (self.start, self.end)}
+
+
+@dataclass(frozen=True)
+class TestData:
+    """What Qlib's records read of the data for a prediction file: its test span and the benchmark's returns."""
+
+    segments: TestSpan
+    benchmark: Any
 
 
 @dataclass
@@ -133,6 +140,21 @@ def check_predictions(scores: pd.Series, calendar: pd.DatetimeIndex, known: set[
     return usable[0].strftime("%Y-%m-%d"), usable[-1].strftime("%Y-%m-%d")
 
 
+def run_backtest_stage(pred_path: Path, overrides: list[str], quiet: bool = False) -> BacktestResult:
+    """`qtrack backtest`: the train config (data, features, backtest, tracking) with `overrides`, the tracked
+    backtest of the file, and its summary."""
+    from qtrack.stages.context import stage
+    from qtrack.stages.core import metric_rows
+
+    with stage("train", overrides) as ctx:
+        result = run_backtest(pred_path, ctx.cfg, Steps(quiet=quiet))
+    rows = metric_rows(result.metrics)
+    rows += [("days", f"{result.start}..{result.end}"), ("run", f"{result.run_name} ({result.run_id})"),
+             ("experiment", result.experiment_name)]
+    out.print(summary_table("qtrack backtest", rows))
+    return result
+
+
 def run_backtest(pred_path: Path, cfg: Any, steps: Steps) -> BacktestResult:
     from qtrack.data.dataset import ensure_data, market_calendar
     from qtrack.data.prepare import benchmark_returns
@@ -151,7 +173,7 @@ def run_backtest(pred_path: Path, cfg: Any, steps: Steps) -> BacktestResult:
         init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
         segs = TestSpan(start, end)
         codes = cfg.dataset.benchmark if cfg.dataset.benchmark is not None else symbols
-        data = SimpleNamespace(segments=segs, benchmark=benchmark_returns(codes, segs))
+        data = TestData(segments=segs, benchmark=benchmark_returns(codes, segs))
         label = _label(cfg, scores, start, end)
     with steps.step("records", "IC analysis and backtest"):
         return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint)
@@ -167,7 +189,7 @@ def _label(cfg: Any, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
     return frame.reindex(scores.index)
 
 
-def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFrame, data: Any,
+def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFrame, data: TestData,
                  fingerprint: str) -> BacktestResult:
     from qtrack import config
     from qtrack.evaluation import records

@@ -31,6 +31,16 @@ SUMMARY_METRICS = (
 )
 
 
+def metric_label(name: str) -> str:
+    """How a summary table names a metric: Qlib's `1day.excess_return_with_cost.x` as `excess, with cost: x`."""
+    return name.replace(f"{names.EXCESS_WITH_COST}.", "excess, with cost: ")
+
+
+def metric_rows(metrics: dict[str, float]) -> list[tuple[str, str]]:
+    """The summary table's rows for the SUMMARY_METRICS among `metrics`, in that order."""
+    return [(metric_label(name), f"{metrics[name]:.4f}") for name in SUMMARY_METRICS if name in metrics]
+
+
 @dataclass
 class RunResult:
     run_id: str

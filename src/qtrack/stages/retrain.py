@@ -28,7 +28,7 @@ from qtrack.tracking.names import DATA_END, higher_is_better, name_filter
 
 DECISION = "qtrack.retrain.decision"
 
-RETRAIN_KEYS = ("retrain", "dataset.segments", "dataset.features_from")  # retrain lays these out itself
+RETRAIN_LAYS_OUT = ("dataset.segments", "dataset.features_from")  # whatever the user gave, retrain sets these
 
 
 class RetrainLocked(QtrackError):
@@ -59,7 +59,7 @@ def run_retrain(overrides: list[str], quiet: bool = False) -> RetrainOutcome:
         cfg, settings = ctx.cfg, ctx.cfg.retrain
         name = settings.model_name or f"{cfg.dataset.name}-{cfg.model.name}"
         with retrain_lock(cfg.mlflow.tracking_uri, name):
-            outcome = _retrain(cfg, name, overrides, ctx.run_dir, quiet)
+            outcome = _retrain(cfg, name, ctx.run_dir, quiet)
         path = Path(settings.summary).expanduser().resolve() if settings.summary else ctx.run_dir / "retrain.json"
         outcome.summary_path = str(path)
         _write_json(path, asdict(outcome))
@@ -85,7 +85,7 @@ def retrain_lock(tracking_uri: str, name: str):
         raise RetrainLocked(f"another retrain of model '{name}' is running on this machine (lock {path})") from None
 
 
-def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bool) -> RetrainOutcome:
+def _retrain(cfg: Any, name: str, run_dir: Path, quiet: bool) -> RetrainOutcome:
     from qtrack.data.dataset import ensure_data, market_calendar
     from qtrack.data.prepare import prepare
     from qtrack.stages.core import fit_and_evaluate
@@ -107,12 +107,9 @@ def _retrain(cfg: Any, name: str, overrides: list[str], run_dir: Path, quiet: bo
     champion_pipeline, unusable = _champion_pipeline(client, champion)  # before training: it may be gone
     spans = segments.rolling(calendar, int(settings.train_days), int(settings.valid_days),
                              int(settings.holdout_days), int(cfg.features.label_horizon))
-    segment_overrides = [f"dataset.segments.{k}=[{a},{b}]" for k, (a, b) in spans.as_dict().items()]
-    anchor = feature_anchor(calendar, spans, int(settings.feature_anchor_days))
-    if anchor is not None:
-        segment_overrides.append(f"dataset.features_from={anchor}")
-    base = config.train_overrides(overrides, RETRAIN_KEYS)
-    train_cfg = config.compose("train", [*base, *segment_overrides]).cfg
+    laid_out = {f"dataset.segments.{k}": [a, b] for k, (a, b) in spans.as_dict().items()}
+    laid_out["dataset.features_from"] = feature_anchor(calendar, spans, int(settings.feature_anchor_days))
+    train_cfg = config.variant(cfg, values=laid_out, allowed=RETRAIN_LAYS_OUT, drop=("retrain",))
     steps = Steps(quiet=quiet)
     data = prepare(train_cfg, steps)
     result = fit_and_evaluate(train_cfg, data, run_name=f"retrain-{name}-{latest}", steps=steps, output_dir=run_dir,

@@ -10,9 +10,8 @@ from qtrack import config
 from qtrack.console import Steps, out, summary_table
 from qtrack.data.prepare import prepare
 from qtrack.stages.context import stage
-from qtrack.stages.core import SUMMARY_METRICS
+from qtrack.stages.core import SUMMARY_METRICS, metric_label
 from qtrack.stages.walk_forward import ROLLING, RollingResult, base_config, plan_windows, rolling_record
-from qtrack.tracking import names
 
 
 def run_rolling(overrides: list[str], quiet: bool = False) -> RollingResult:
@@ -34,6 +33,6 @@ def _print_summary(result: RollingResult, cfg: Any) -> None:
         if key in result.metrics:
             static = result.static_metrics.get(key)
             shown = f"{result.metrics[key]:.4f}" + (f"  (static split: {static:.4f})" if static is not None else "")
-            rows.append((key.replace(f"{names.EXCESS_WITH_COST}.", "excess, with cost: "), shown))
+            rows.append((metric_label(key), shown))
     rows.append(("parent run", result.parent_run_id))
     out.print(summary_table(f"qtrack rolling ({cfg.model.name}, step {cfg.rolling.step})", rows))

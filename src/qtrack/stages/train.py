@@ -10,7 +10,7 @@ from qtrack.config.store_uri import mask_uri
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.data.prepare import prepare
 from qtrack.stages.context import stage
-from qtrack.stages.core import SUMMARY_METRICS, RunResult, fit_and_evaluate
+from qtrack.stages.core import RunResult, fit_and_evaluate, metric_rows
 from qtrack.tracking import names
 
 
@@ -30,11 +30,7 @@ def run_train(overrides: list[str], quiet: bool = False) -> RunResult:
 
 
 def print_summary(result: RunResult, run_dir: Path) -> None:
-    rows = [
-        (name.replace(f"{names.EXCESS_WITH_COST}.", "excess, with cost: "), f"{result.metrics[name]:.4f}")
-        for name in SUMMARY_METRICS
-        if name in result.metrics
-    ]
+    rows = metric_rows(result.metrics)
     uri = mask_uri(result.tracking_uri)
     rows += [
         ("run", f"{result.run_name} ({result.run_id})"),
