@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +51,7 @@ class RunResult:
     metrics: dict[str, float]
     seconds: dict[str, float]
     constant_predictions: bool = False  # the model found nothing to learn: Rank IC is undefined
+    predictions: Any = field(default=None, repr=False)  # the test segment's scores (pred.pkl), kept in memory
 
 
 class Pruning(Protocol):
@@ -105,6 +106,7 @@ def fit_and_evaluate(
         metrics={**logged, **extra},
         seconds=dict(steps.seconds),
         constant_predictions=constant,
+        predictions=recorder.saved("pred.pkl"),
     )
     _write_summary(result, active.client, output_dir)
     return result

@@ -98,7 +98,7 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: 
                                      parent_run_id=parent.run_id,
                                      extra_tags={**child_tags, WINDOW_TAG: str(window.index)})
             children.append(child)
-        stitched = pd.concat([_predictions(client, child) for child in children]).sort_index()
+        stitched = pd.concat([_predictions(child) for child in children]).sort_index()
         if stitched.index.duplicated().any():
             raise QtrackError("rolling: two windows predicted the same day")  # the windows' layout forbids it
         label = _raw_label(data, stitched.index)
@@ -107,7 +107,7 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: 
             from qtrack.evaluation import records
 
             records.analyse_predictions(base, data, recorder, stitched, label)
-        table = _window_table(windows, children, stitched, label, static and _predictions(client, static))
+        table = _window_table(windows, children, stitched, label, static and _predictions(static))
         _log_parent(client, parent.run_id, table, static)
         logged = client.get_run(parent.run_id).data.metrics
     own = {k: v for k, v in logged.items() if not k.startswith((STATIC, "window"))}
@@ -140,10 +140,8 @@ def _window_data(base: Any, data: PreparedData, segs: Segments) -> PreparedData:
                                pipeline=pipeline_bytes(dataset), binned=None)
 
 
-def _predictions(client: Any, run: RunResult) -> pd.Series:
-    with tempfile.TemporaryDirectory() as tmp:
-        frame = pd.read_pickle(client.download_artifacts(run.run_id, "pred.pkl", tmp))
-    return frame.iloc[:, 0].rename("score")
+def _predictions(run: RunResult) -> pd.Series:
+    return run.predictions.iloc[:, 0].rename("score")
 
 
 def _raw_label(data: PreparedData, index: pd.MultiIndex) -> pd.DataFrame:
