@@ -95,6 +95,9 @@ def test_train_logs_a_complete_run(tmp_path, shared_data_root, model):
     assert len(run_dirs) == 1
     assert {"config.yaml", "run.log", "summary.json"} <= {p.name for p in run_dirs[0].iterdir()}
     assert "Traceback" not in result.stderr
+    # the summary is built from what the run logged, not read back: it holds the store's values
+    summary = json.loads((run_dirs[0] / "summary.json").read_text())["metrics"]
+    assert summary and summary == {key: data.metrics[key] for key in summary}
 
     check_metrics_against_recomputation(client, run, tmp_path)
     check_flavor_model_matches_predictions(client, run, tmp_path)

@@ -203,12 +203,12 @@ def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFra
                                   "qtrack.pred_digest": digest})
     uri = cfg.mlflow.tracking_uri
     with run_context(uri, cfg.mlflow.experiment_name, run_name, tags) as active:
-        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run)
+        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run, ledger=active.client.ledger)
         container = config.to_container(cfg)
         tracking.log_params(active.client, active.run_id, tracking.flatten(
             {"backtest": container["backtest"], "dataset": {"name": cfg.dataset.name, "market": cfg.dataset.market},
              "segments": {"test": ",".join(data.segments.as_dict()["test"])}}))
         records.analyse_predictions(cfg, data, recorder, scores, label)
-    metrics = active.client.get_run(active.run_id).data.metrics
+    metrics = active.client.ledger.metrics(active.run_id)
     start, end = data.segments.as_dict()["test"]
     return BacktestResult(active.run_id, run_name, cfg.mlflow.experiment_name, uri, dict(metrics), start, end)

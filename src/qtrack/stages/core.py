@@ -91,12 +91,12 @@ def fit_and_evaluate(
                      stopped=pruning.stopped if pruning else ()) as active:
         if on_start is not None:
             on_start(active.run_id)
-        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run)
+        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run, ledger=active.client.ledger)
         extra = _fit_and_log(cfg, data, spec, recorder, steps, pruning)
     constant = bool(extra.pop("constant_predictions", False))
     if constant:
         steps.note(f"{run_name}: the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
-    logged = active.client.get_run(active.run_id).data.metrics
+    logged = active.client.ledger.metrics(active.run_id)
     result = RunResult(
         run_id=active.run_id,
         run_name=run_name,

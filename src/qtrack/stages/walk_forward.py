@@ -102,14 +102,14 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: 
         if stitched.index.duplicated().any():
             raise QtrackError("rolling: two windows predicted the same day")  # the windows' layout forbids it
         label = _raw_label(data, stitched.index)
-        recorder = CachingRecorder(parent.experiment_id, uri, mlflow_run=parent.run)
+        recorder = CachingRecorder(parent.experiment_id, uri, mlflow_run=parent.run, ledger=client.ledger)
         with steps.step("records", "IC analysis and backtest of the stitched predictions"):
             from qtrack.evaluation import records
 
             records.analyse_predictions(base, data, recorder, stitched, label)
         table = _window_table(windows, children, stitched, label, static and _predictions(static))
         _log_parent(client, parent.run_id, table, static)
-        logged = client.get_run(parent.run_id).data.metrics
+        logged = client.ledger.metrics(parent.run_id)
     own = {k: v for k, v in logged.items() if not k.startswith((STATIC, "window"))}
     run = RunResult(run_id=parent.run_id, run_name=run_name, experiment_id=parent.experiment_id,
                     experiment_name=base.mlflow.experiment_name, tracking_uri=uri, metrics=own,

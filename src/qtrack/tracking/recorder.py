@@ -15,13 +15,14 @@ from typing import Any
 
 from qlib.workflow.recorder import MLflowRecorder
 
+from qtrack.tracking.ledger import MetricLedger
 from qtrack.tracking.runs import GuardedClient
 
 
 class CachingRecorder(MLflowRecorder):
-    def __init__(self, experiment_id: str, uri: str, mlflow_run: Any) -> None:
+    def __init__(self, experiment_id: str, uri: str, mlflow_run: Any, ledger: MetricLedger | None = None) -> None:
         super().__init__(experiment_id, uri, mlflow_run=mlflow_run)
-        self.client = GuardedClient(self.client)  # Qlib's records write through it
+        self.client = GuardedClient(self.client, ledger)  # Qlib's records write through it
         self._saved: dict[str, Any] = {}
 
     def save_objects(self, local_path: Any = None, artifact_path: str | None = None, **kwargs: Any) -> None:

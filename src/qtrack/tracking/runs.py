@@ -24,6 +24,7 @@ from qtrack.errors import Terminated
 from qtrack.runtime import critical, git_output
 from qtrack.tracking import names
 from qtrack.tracking.inputs import library_tags
+from qtrack.tracking.ledger import MetricLedger
 
 
 @dataclass
@@ -39,10 +40,12 @@ class ActiveRun:
 
 class GuardedClient:
     """An MlflowClient whose every call completes even when Ctrl-C or SIGTERM arrives during it
-    (runtime.critical), so an interrupt never leaves the store locked halfway through a write."""
+    (runtime.critical), so an interrupt never leaves the store locked halfway through a write. The metrics
+    logged through it are kept in `ledger` (shared with the run's recorder)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, ledger: MetricLedger | None = None) -> None:
         self._client = client
+        self.ledger = ledger if ledger is not None else MetricLedger()
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -52,9 +55,19 @@ class GuardedClient:
         @functools.wraps(attribute)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             with critical():
-                return attribute(*args, **kwargs)
+                done = attribute(*args, **kwargs)
+            self._keep_metrics(name, args, kwargs)
+            return done
 
         return guarded
+
+    def _keep_metrics(self, method: str, args: tuple, kwargs: dict) -> None:
+        if method == "log_batch":
+            self.ledger.record(kwargs.get("run_id", args[0] if args else None),
+                               list(kwargs.get("metrics", args[1] if len(args) > 1 else ()) or ()))
+        elif method == "log_metric":
+            names_ = ("run_id", "key", "value", "timestamp", "step")
+            self.ledger.record_one(**{**dict(zip(names_, args, strict=False)), **kwargs})
 
 
 def client_for(tracking_uri: str) -> Any:
