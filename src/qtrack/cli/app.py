@@ -54,8 +54,7 @@ _add_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
-    from typer._click.exceptions import ClickException
-    from typer.exceptions import Abort, Exit
+    from typer.exceptions import Abort, Exit, TyperException  # TyperException: the base of Click's errors
 
     from qtrack.runtime import install_signal_handlers
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except Exit as exc:
         return exc.exit_code
-    except ClickException as exc:
+    except TyperException as exc:
         exc.show()  # Click's own usage line and message
         return exc.exit_code
     except Abort:
