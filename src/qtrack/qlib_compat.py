@@ -32,16 +32,51 @@ PRIVATE_HOOKS = (
 
 @functools.cache
 def start() -> None:
-    """Check the installed Qlib and apply the ordering fix; the first call does it, later calls nothing."""
+    """Once per process, where Qlib is initialised: load Qlib's models one module at a time, warn when the
+    installed Qlib is not the tested one, and list held stocks in buying order. Each private hook is checked
+    where a qtrack class takes it (`_require`), so a renamed one fails with one line before any work."""
     import qlib
 
-    missing = missing_hooks()
-    if missing:
-        raise QtrackError(f"pyqlib {qlib.__version__} lacks {', '.join(missing)}, which qtrack relies on: "
-                          f"install pyqlib=={TESTED_PYQLIB}")
+    _models_one_module_at_a_time()
     if qlib.__version__ != TESTED_PYQLIB:
         log.warning("pyqlib %s is installed; qtrack is tested with %s", qlib.__version__, TESTED_PYQLIB)
     _list_held_stocks_in_buying_order()
+
+
+def _models_one_module_at_a_time() -> None:
+    """`import qlib.contrib.model.gbdt` runs the package's __init__, which imports every model Qlib ships:
+    CatBoost (0.3 s a process) and, where PyTorch is installed, about ten PyTorch models. The package is
+    registered without running it; a name asked of the package itself (`qlib.contrib.model.LGBModel`) runs it
+    then, so nothing Qlib's package offers is lost."""
+    import importlib.util
+    import sys
+
+    name = "qlib.contrib.model"
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    package = importlib.util.module_from_spec(spec)
+
+    def run_init(attribute: str) -> Any:
+        del package.__dict__["__getattr__"]
+        spec.loader.exec_module(package)
+        return getattr(package, attribute)
+
+    package.__getattr__ = run_init
+    sys.modules[name] = package
+    import qlib.contrib
+
+    qlib.contrib.model = package
+
+
+def _require(owner: Any, attribute: str) -> None:
+    """A QtrackError naming the private part of Qlib that qtrack relies on and the installed Qlib lacks."""
+    if not hasattr(owner, attribute):
+        import qlib
+
+        where = getattr(owner, "__name__", str(owner))
+        raise QtrackError(f"pyqlib {qlib.__version__} lacks {where}.{attribute}, which qtrack relies on: "
+                          f"install pyqlib=={TESTED_PYQLIB}")
 
 
 def missing_hooks(hooks: tuple[tuple[str, str, str], ...] = PRIVATE_HOOKS) -> list[str]:
@@ -79,11 +114,26 @@ def benchmark_returns(codes: Any, start: Any, end: Any) -> Any:
     """The daily returns of a benchmark (one code, or codes equal-weighted), by Qlib's own function."""
     from qlib.backtest.report import PortfolioMetrics
 
+    _require(PortfolioMetrics, "_cal_benchmark")
     return PortfolioMetrics._cal_benchmark({"benchmark": codes, "start_time": start, "end_time": end}, "day")
 
 
-class SegmentHook:
+class _Hook:
+    """A mixin over a private hook of the Qlib class that follows it in a subclass's bases."""
+
+    private = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        qlib_bases = cls.__mro__[cls.__mro__.index(_Hook) + 1 : -1]  # after the mixins, before object
+        if cls.private and qlib_bases:
+            _require(qlib_bases[0], cls.private)
+
+
+class SegmentHook(_Hook):
     """A DatasetH mixin: Qlib's segment preparation is the public `prepare_segment`."""
+
+    private = "_prepare_seg"
 
     def _prepare_seg(self, slc: Any, **kwargs: Any) -> Any:
         return self.prepare_segment(slc, **kwargs)
@@ -92,8 +142,10 @@ class SegmentHook:
         return super()._prepare_seg(slc, **kwargs)
 
 
-class ProcessorCopyHook:
+class ProcessorCopyHook(_Hook):
     """A handler mixin: whether Qlib must copy the frame before its processors is `processors_are_readonly`."""
+
+    private = "_is_proc_readonly"
 
     @classmethod
     def _is_proc_readonly(cls, proc_l: list) -> bool:
@@ -104,8 +156,10 @@ class ProcessorCopyHook:
         return super()._is_proc_readonly(proc_l)
 
 
-class SetsHook:
+class SetsHook(_Hook):
     """An LGBModel mixin: Qlib's training and validation sets come from the public `prepare_sets`."""
+
+    private = "_prepare_data"
 
     def _prepare_data(self, dataset: Any, reweighter: Any = None) -> list:
         return self.prepare_sets(dataset, reweighter)
@@ -114,13 +168,16 @@ class SetsHook:
         return super()._prepare_data(dataset, reweighter)
 
 
-class BacktestHook:
+class BacktestHook(_Hook):
     """A PortAnaRecord mixin: the record's call to `qlib.backtest.backtest` goes to the public `run_backtest`.
     Qlib's record calls the module global `normal_backtest`, so it is swapped while the record generates."""
+
+    private = "_generate"
 
     def _generate(self, **kwargs: Any) -> Any:
         from qlib.workflow import record_temp
 
+        _require(record_temp, "normal_backtest")
         qlib_backtest = record_temp.normal_backtest
         record_temp.normal_backtest = functools.partial(self.run_backtest, qlib_backtest)
         try:

@@ -47,6 +47,28 @@ def test_the_installed_qlib_has_every_hook_and_a_missing_one_is_named() -> None:
                                                   "qlib.no_such_module.thing"]
 
 
+def test_a_qtrack_class_over_a_qlib_without_the_hook_is_refused_in_one_line() -> None:
+    from qtrack.errors import QtrackError
+
+    class OldQlibDataset:  # a Qlib release without DatasetH._prepare_seg
+        pass
+
+    with pytest.raises(QtrackError, match=r"lacks OldQlibDataset._prepare_seg, which qtrack relies on"):
+        type("DatasetH", (qlib_compat.SegmentHook, OldQlibDataset), {})
+
+
+def test_qlibs_models_load_one_module_at_a_time() -> None:
+    """After start(), LightGBM's module loads without CatBoost; the package's own names still resolve."""
+    script = ("import sys; from qtrack import qlib_compat; qlib_compat.start()\n"
+              "import qlib.contrib.model.gbdt\n"
+              "assert 'catboost' not in sys.modules and 'qlib.contrib.model.catboost_model' not in sys.modules\n"
+              "import qlib.contrib.model as package\n"
+              "assert package.LGBModel is qlib.contrib.model.gbdt.LGBModel and 'catboost' in sys.modules\n"
+              "print('ok')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+
+
 def test_start_lists_held_stocks_in_buying_order() -> None:
     from qlib.backtest.position import Position
 
@@ -75,3 +97,11 @@ def test_walk_forward_settings_have_one_home(stage: str, enabled: bool, compare_
     shared = yaml.safe_load((paths.builtin_config_dir() / "walk_forward" / "default.yaml").read_text())
     rolling = dict(config.compose(stage, []).cfg.rolling)
     assert rolling == {**shared, "enabled": enabled, "compare_static": compare_static}
+
+
+def test_models_pickled_before_the_catboost_move_still_load() -> None:
+    import pickle
+
+    from qtrack.models.catboost_model import CatBoostModel
+
+    assert pickle.loads(b"cqtrack.models.boosters\nCatBoostModel\n.") is CatBoostModel  # as a 0.x pickle names it

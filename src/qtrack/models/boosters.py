@@ -1,7 +1,7 @@
-"""Qlib's LightGBM and CatBoost models, with two changes qtrack needs.
+"""Qlib's LightGBM model, with the changes qtrack needs (CatBoost's: qtrack.models.catboost_model).
 
 - `fit(..., callbacks=[...])` passes extra per-iteration callbacks to the booster (Optuna pruning).
-  Qlib hard-codes LightGBM's callback list, and hands CatBoost's fit kwargs to its constructor too.
+  Qlib hard-codes LightGBM's callback list.
 - LightGBM's curves stay on the model (`evals_result`) instead of going to Qlib's global recorder `R`,
   so several models can be fitted at once in threads; qtrack logs the curves to the right run.
 - LightGBM's `fit(..., binned_cache=...)` takes its constructed training and validation sets from a
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from qlib.contrib.model.catboost_model import CatBoostModel as QlibCatBoostModel
 from qlib.contrib.model.gbdt import LGBModel as QlibLGBModel
 
+from qtrack.models.labels import one_label
 from qtrack.qlib_compat import SetsHook
 
 
@@ -81,43 +81,17 @@ class LGBModel(SetsHook, QlibLGBModel):
             features = np.empty((len(frame), columns.size), dtype=np.result_type(*frame.dtypes.iloc[columns]))
             for j, column in enumerate(columns):  # a column of a frame is a view: one copy in all
                 features[:, j] = frame.iloc[:, column].to_numpy()
-            label = _one_label(frame["label"])
+            label = one_label(frame["label"])
             del frame
             prepared.append((lgb.Dataset(features, label=label), key))
         return prepared
 
 
-class CatBoostModel(QlibCatBoostModel):
-    def fit(
-        self,
-        dataset: Any,
-        num_boost_round: int = 1000,
-        early_stopping_rounds: int = 50,
-        verbose_eval: int = 20,
-        reweighter: Any = None,
-        callbacks: list | None = None,
-        **kwargs: Any,
-    ) -> None:
-        from catboost import CatBoost, Pool
-        from catboost.utils import get_gpu_device_count
-        from qlib.data.dataset.handler import DataHandlerLP
+def __getattr__(name: str) -> Any:
+    """CatBoostModel moved to qtrack.models.catboost_model, so that a LightGBM run never imports CatBoost (0.3 s);
+    models pickled before still name it here."""
+    if name == "CatBoostModel":
+        from qtrack.models.catboost_model import CatBoostModel
 
-        if reweighter is not None:
-            raise ValueError("qtrack's CatBoostModel does not take a reweighter")
-        train, valid = dataset.prepare(["train", "valid"], col_set=["feature", "label"], data_key=DataHandlerLP.DK_L)
-        if train.empty or valid.empty:
-            raise ValueError("Empty data from dataset, please check your dataset config.")
-        pools = [Pool(data=part["feature"], label=_one_label(part["label"])) for part in (train, valid)]
-        self._params.update(
-            iterations=num_boost_round, early_stopping_rounds=early_stopping_rounds, verbose_eval=verbose_eval,
-            task_type="GPU" if get_gpu_device_count() > 0 else "CPU",
-        )
-        self.model = CatBoost(self._params, **kwargs)
-        self.model.fit(pools[0], eval_set=pools[1], use_best_model=True, callbacks=callbacks, **kwargs)
-
-
-def _one_label(label: Any) -> Any:
-    values = label.values
-    if values.ndim != 2 or values.shape[1] != 1:
-        raise ValueError("this model doesn't support multi-label training")
-    return values[:, 0]
+        return CatBoostModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
