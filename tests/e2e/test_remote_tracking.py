@@ -13,7 +13,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, WITH_MODEL, cli_command, cli_env, free_port, needs_postgres, run_cli, tracking_uri
+from helpers import TINY, WITH_MODEL, WITH_PLOTS, cli_command, cli_env, free_port, needs_postgres, run_cli, tracking_uri
 
 pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
 
@@ -97,7 +97,7 @@ def test_train_through_an_authenticated_server_logs_everything_and_no_secret(
     server, tmp_path, monkeypatch, shared_data_root
 ):
     url, server_folder = server
-    result = run_cli(["train", *FAST, "run_name=remote", f"+vendor.token={VENDOR_TOKEN}"], cwd=tmp_path,
+    result = run_cli(["train", *FAST, WITH_PLOTS, "run_name=remote", f"+vendor.token={VENDOR_TOKEN}"], cwd=tmp_path,
                      env={**credentials(url), "QTRACK_DATA_ROOT": str(shared_data_root)})
     assert result.code == 0, result.stderr[-3000:]
     client, run = server_run(url, monkeypatch, "remote")

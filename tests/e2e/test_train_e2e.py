@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from helpers import FAST_MODEL, QLIB_REPORT, TINY, WITH_MODEL, run_cli, tracking_uri
+from helpers import FAST_MODEL, QLIB_REPORT, TINY, WITH_MODEL, WITH_PLOTS, run_cli, tracking_uri
 from qtrack.data import qlib_format
 
 pytestmark = pytest.mark.slow  # real trainings on tiny data; `make test-fast` leaves them out
@@ -59,7 +59,7 @@ def load_pickle(client: MlflowClient, run_id: str, name: str, tmp: Path):
 @pytest.mark.parametrize("model", ["lightgbm", "catboost", "xgboost", "linear"])
 def test_train_logs_a_complete_run(tmp_path, shared_data_root, model):
     result, client, run = train(tmp_path, shared_data_root, f"model={model}", *TINY, QLIB_REPORT, WITH_MODEL,
-                                *FAST_MODEL[model])
+                                WITH_PLOTS, *FAST_MODEL[model])
     run_id, data = run.info.run_id, run.data
 
     assert run.info.status == "FINISHED"

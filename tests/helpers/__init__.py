@@ -25,9 +25,12 @@ TINY = [
     # MLflow's flavour of the model (2-3 s a train: skops and the environment files); the tests that register,
     # predict, retrain or look at the LoggedModel turn it on.
     "mlflow.log_model=false",
+    # The run's PNG plots (matplotlib: 0.6-1.2 s a train); the tests that look for them turn them on.
+    "mlflow.plots=false",
 ]
 QLIB_REPORT = "mlflow.qlib_report=true"
 WITH_MODEL = "mlflow.log_model=true"
+WITH_PLOTS = "mlflow.plots=true"
 FAST_MODEL = {
     "lightgbm": ["model.num_boost_round=100"],
     "catboost": ["model.num_boost_round=80"],
