@@ -2,9 +2,9 @@
 
 qtrack changes a few Qlib steps for speed or correctness by overriding private hooks and calling private
 helpers. They are named here only: the mixins below turn each private hook into a public method that
-qtrack's subclasses override, and `start()` checks, once per process, that the installed pyqlib still has
-every one of them, then applies the backtest's ordering fix. A Qlib release that renames a hook then fails
-at start-up with one line, instead of silently running Qlib's unpatched code.
+qtrack's subclasses override. Each hook is checked where it is taken (a qtrack class over a Qlib class
+without it, or a call to a missing helper), so a Qlib release that renames one fails with one line instead
+of silently running Qlib's unpatched code. `start()` runs once per process, where Qlib is initialised.
 """
 
 from __future__ import annotations
@@ -18,17 +18,6 @@ from qtrack.errors import QtrackError
 TESTED_PYQLIB = "0.9.7"
 NOT_STOCKS = ("cash", "now_account_value", "cash_delay")
 log = logging.getLogger(__name__)
-
-# (module, class, private attribute) that qtrack relies on.
-PRIVATE_HOOKS = (
-    ("qlib.data.dataset", "DatasetH", "_prepare_seg"),
-    ("qlib.data.dataset.handler", "DataHandlerLP", "_is_proc_readonly"),
-    ("qlib.contrib.model.gbdt", "LGBModel", "_prepare_data"),
-    ("qlib.workflow.record_temp", "PortAnaRecord", "_generate"),
-    ("qlib.backtest.report", "PortfolioMetrics", "_cal_benchmark"),
-    ("qlib.workflow.record_temp", "", "normal_backtest"),
-)
-
 
 @functools.cache
 def start() -> None:
@@ -77,22 +66,6 @@ def _require(owner: Any, attribute: str) -> None:
         where = getattr(owner, "__name__", str(owner))
         raise QtrackError(f"pyqlib {qlib.__version__} lacks {where}.{attribute}, which qtrack relies on: "
                           f"install pyqlib=={TESTED_PYQLIB}")
-
-
-def missing_hooks(hooks: tuple[tuple[str, str, str], ...] = PRIVATE_HOOKS) -> list[str]:
-    """The private names of `hooks` that the installed Qlib does not have, as module.Class.name."""
-    import importlib
-
-    missing = []
-    for module_name, class_name, attribute in hooks:
-        try:
-            owner = importlib.import_module(module_name)
-        except ImportError:
-            owner = None
-        owner = getattr(owner, class_name, None) if class_name else owner
-        if owner is None or not hasattr(owner, attribute):
-            missing.append(".".join(part for part in (module_name, class_name, attribute) if part))
-    return missing
 
 
 def _list_held_stocks_in_buying_order() -> None:

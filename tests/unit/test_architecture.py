@@ -41,10 +41,18 @@ def test_no_module_is_over_300_lines() -> None:
 
 
 def test_the_installed_qlib_has_every_hook_and_a_missing_one_is_named() -> None:
-    assert qlib_compat.missing_hooks() == []
-    made_up = (("qlib.data.dataset", "DatasetH", "_no_such_hook"), ("qlib.no_such_module", "", "thing"))
-    assert qlib_compat.missing_hooks(made_up) == ["qlib.data.dataset.DatasetH._no_such_hook",
-                                                  "qlib.no_such_module.thing"]
+    from qlib.backtest.report import PortfolioMetrics
+    from qlib.workflow import record_temp
+
+    from qtrack.data import qlib_dataset, qlib_handler  # noqa: F401 - importing a hooked class checks its hook
+    from qtrack.errors import QtrackError
+    from qtrack.evaluation import portfolio_record  # noqa: F401
+    from qtrack.models import boosters  # noqa: F401
+
+    qlib_compat._require(PortfolioMetrics, "_cal_benchmark")
+    qlib_compat._require(record_temp, "normal_backtest")
+    with pytest.raises(QtrackError, match=r"lacks qlib.workflow.record_temp._no_such_hook, which qtrack relies on"):
+        qlib_compat._require(record_temp, "_no_such_hook")
 
 
 def test_a_qtrack_class_over_a_qlib_without_the_hook_is_refused_in_one_line() -> None:

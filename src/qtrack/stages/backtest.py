@@ -194,7 +194,7 @@ def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFra
     from qtrack import config
     from qtrack.evaluation import records
     from qtrack.tracking import params as tracking
-    from qtrack.tracking.recorder import CachingRecorder
+    from qtrack.tracking.recorder import recorder_for
     from qtrack.tracking.runs import run_context, run_tags
 
     digest = hashlib.sha256(pred_path.read_bytes()).hexdigest()[:16]
@@ -203,7 +203,7 @@ def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFra
                                   "qtrack.pred_digest": digest})
     uri = cfg.mlflow.tracking_uri
     with run_context(uri, cfg.mlflow.experiment_name, run_name, tags) as active:
-        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run, ledger=active.client.ledger)
+        recorder = recorder_for(active, uri)
         container = config.to_container(cfg)
         tracking.log_params(active.client, active.run_id, tracking.flatten(
             {"backtest": container["backtest"], "dataset": {"name": cfg.dataset.name, "market": cfg.dataset.market},

@@ -80,7 +80,7 @@ def fit_and_evaluate(
 
     The run is opened with MlflowClient rather than Qlib's global recorder `R`, so that several runs
     can proceed at once in threads (optimize --n-jobs)."""
-    from qtrack.tracking.recorder import CachingRecorder
+    from qtrack.tracking.recorder import recorder_for
 
     spec = specs.model_spec(config.to_container(cfg.model), int(cfg.seed))
     _seed_everything(int(cfg.seed))
@@ -91,7 +91,7 @@ def fit_and_evaluate(
                      stopped=pruning.stopped if pruning else ()) as active:
         if on_start is not None:
             on_start(active.run_id)
-        recorder = CachingRecorder(active.experiment_id, uri, mlflow_run=active.run, ledger=active.client.ledger)
+        recorder = recorder_for(active, uri)
         extra = _fit_and_log(cfg, data, spec, recorder, steps, pruning)
     constant = bool(extra.pop("constant_predictions", False))
     if constant:

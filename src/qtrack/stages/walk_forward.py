@@ -71,7 +71,7 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: 
                    on_start: Any = None) -> tuple[RunResult, RollingResult]:
     """One parent run (nested under `parent_run_id` when given) with a child per window (and the static split
     when settings["compare_static"]); its metrics are the stitched record's."""
-    from qtrack.tracking.recorder import CachingRecorder
+    from qtrack.tracking.recorder import recorder_for
     from qtrack.tracking.runs import run_context, run_tags
 
     tags = run_tags(data.source.fingerprint, {names.STAGE: ROLLING, names.FEATURE_CACHE: data.cache_status,
@@ -102,7 +102,7 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: 
         if stitched.index.duplicated().any():
             raise QtrackError("rolling: two windows predicted the same day")  # the windows' layout forbids it
         label = _raw_label(data, stitched.index)
-        recorder = CachingRecorder(parent.experiment_id, uri, mlflow_run=parent.run, ledger=client.ledger)
+        recorder = recorder_for(parent, uri)
         with steps.step("records", "IC analysis and backtest of the stitched predictions"):
             from qtrack.evaluation import records
 

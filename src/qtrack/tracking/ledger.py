@@ -28,8 +28,8 @@ class MetricLedger:
                 if metric.key not in latest or order >= latest[metric.key][:3]:
                     latest[metric.key] = (*order, value)
 
-    def record_one(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None,
-                   **_: Any) -> None:
+    def record_one(self, run_id: str, key: str, value: float, timestamp: int | None = None,
+                   step: int | None = None) -> None:
         from mlflow.entities import Metric
 
         self.record(run_id, [Metric(key, value, timestamp or int(time.time() * 1000), step or 0)])

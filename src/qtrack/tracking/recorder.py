@@ -19,6 +19,11 @@ from qtrack.tracking.ledger import MetricLedger
 from qtrack.tracking.runs import GuardedClient
 
 
+def recorder_for(active: Any, uri: str) -> CachingRecorder:
+    """The recorder of an open run (tracking.runs.ActiveRun), sharing its client's metric ledger."""
+    return CachingRecorder(active.experiment_id, uri, mlflow_run=active.run, ledger=active.client.ledger)
+
+
 class CachingRecorder(MLflowRecorder):
     def __init__(self, experiment_id: str, uri: str, mlflow_run: Any, ledger: MetricLedger | None = None) -> None:
         super().__init__(experiment_id, uri, mlflow_run=mlflow_run)

@@ -9,6 +9,7 @@ a RUNNING run's process is gone after a SIGKILL.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import platform
 import shlex
@@ -56,18 +57,18 @@ class GuardedClient:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             with critical():
                 done = attribute(*args, **kwargs)
-            self._keep_metrics(name, args, kwargs)
+            if name in ("log_batch", "log_metric"):
+                self._keep_metrics(name, inspect.signature(attribute).bind(*args, **kwargs).arguments)
             return done
 
         return guarded
 
-    def _keep_metrics(self, method: str, args: tuple, kwargs: dict) -> None:
+    def _keep_metrics(self, method: str, given: dict[str, Any]) -> None:
         if method == "log_batch":
-            self.ledger.record(kwargs.get("run_id", args[0] if args else None),
-                               list(kwargs.get("metrics", args[1] if len(args) > 1 else ()) or ()))
-        elif method == "log_metric":
-            names_ = ("run_id", "key", "value", "timestamp", "step")
-            self.ledger.record_one(**{**dict(zip(names_, args, strict=False)), **kwargs})
+            self.ledger.record(given["run_id"], list(given.get("metrics") or ()))
+        else:
+            self.ledger.record_one(given["run_id"], given["key"], given["value"], given.get("timestamp"),
+                                   given.get("step"))
 
 
 def client_for(tracking_uri: str) -> Any:
