@@ -27,6 +27,7 @@ class Steps:
         # Redirecting stdout is process-wide: steps running in threads leave it to their caller.
         self.capture = capture
         self.seconds: dict[str, float] = {}
+        self._status: tuple[str, object] | None = None  # the running step's description and spinner
 
     @contextmanager
     def step(self, name: str, description: str) -> Iterator[None]:
@@ -38,12 +39,23 @@ class Steps:
             with captured_output() if self.capture else contextlib.nullcontext():
                 yield
         else:
-            with self.console.status(f"{description}..."), captured_output():
-                yield
+            with self.console.status(f"{description}...") as status, captured_output():
+                self._status = (description, status)
+                try:
+                    yield
+                finally:
+                    self._status = None
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
         log.info("done %s in %.2fs", name, self.seconds[name])
         if not self.quiet:
             self.console.print(f"[green]✓[/] {description} [dim]{self.seconds[name]:.1f}s[/]")
+
+    def progress(self, message: str) -> None:
+        """How far the running step has got (an epoch, say), on its spinner line and in the run log."""
+        log.info(message)
+        if self._status is not None:
+            description, status = self._status
+            status.update(f"{description}: {message}")
 
     def fresh(self) -> Steps:
         """Steps that show the same way but time from zero: for a child run, which logs only its own times."""

@@ -9,8 +9,10 @@ of silently running Qlib's unpatched code. `start()` runs once per process, wher
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import threading
 from typing import Any
 
 from qtrack.errors import QtrackError
@@ -160,3 +162,47 @@ class BacktestHook(_Hook):
 
     def run_backtest(self, qlib_backtest: Any, **kwargs: Any) -> Any:
         return qlib_backtest(**kwargs)
+
+
+class _RoutedRecorder:
+    """Stands in for Qlib's global recorder `R` inside one Qlib model module. Qlib's PyTorch models log their
+    curves through `R` (DNNModelPytorch every step; GRU once, after fit), which needs Qlib's active experiment
+    and is one recorder per process. Within `recording_to(sink)` this thread's calls go to the sink instead;
+    outside it, to Qlib's `R` unchanged."""
+
+    def __init__(self, qlib_recorder: Any) -> None:
+        self.qlib_recorder = qlib_recorder
+
+    def get_recorder(self, *args: Any, **kwargs: Any) -> Any:
+        sink = getattr(_SINKS, "sink", None)
+        return sink if sink is not None else self.qlib_recorder.get_recorder(*args, **kwargs)
+
+    def log_metrics(self, step: int | None = None, **kwargs: Any) -> Any:
+        sink = getattr(_SINKS, "sink", None)
+        if sink is not None:
+            return sink.log_metrics(step=step, **kwargs)
+        return self.qlib_recorder.log_metrics(step=step, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.qlib_recorder, name)
+
+
+_SINKS = threading.local()
+
+
+def route_model_recorder(module: Any) -> None:
+    """Send a Qlib model module's `R` calls to `recording_to`'s sink (once per module)."""
+    _require(module, "R")
+    if not isinstance(module.R, _RoutedRecorder):
+        module.R = _RoutedRecorder(module.R)
+
+
+@contextlib.contextmanager
+def recording_to(sink: Any) -> Any:
+    """Within this block, this thread's Qlib models log to `sink` (an object with `log_metrics(step, **metrics)`)."""
+    previous = getattr(_SINKS, "sink", None)
+    _SINKS.sink = sink
+    try:
+        yield sink
+    finally:
+        _SINKS.sink = previous

@@ -11,14 +11,15 @@ STOCKS = [f"SH6000{n:02d}" for n in range(24)]
 INDEX = "SH000300"
 
 
-def write_qlib_directory(root: Path, seed: int = 7, days: int = 330) -> Path:
+def write_qlib_directory(root: Path, seed: int = 7, days: int = 330, stocks: int = len(STOCKS)) -> Path:
     """Qlib's daily layout: calendars/day.txt, instruments/<market>.txt, features/<code>/<field>.day.bin."""
+    codes = STOCKS if stocks == len(STOCKS) else [f"SH60{n:04d}" for n in range(stocks)]
     rng = np.random.default_rng(seed)
     calendar = pd.bdate_range("2015-01-05", periods=days)
     (root / "calendars").mkdir(parents=True)
     (root / "calendars" / "day.txt").write_text("\n".join(calendar.strftime("%Y-%m-%d")) + "\n")
     closes = {}
-    for code in STOCKS:
+    for code in codes:
         drift = rng.normal(0, 0.02, len(calendar)) + 0.004 * np.sin(np.arange(len(calendar)) / (3 + len(closes)))
         closes[code] = 10 * np.exp(np.cumsum(drift))
     closes[INDEX] = np.mean(list(closes.values()), axis=0) * 300
@@ -37,6 +38,6 @@ def write_qlib_directory(root: Path, seed: int = 7, days: int = 330) -> Path:
             np.concatenate([[0.0], values]).astype("<f4").tofile(folder / f"{name}.day.bin")
     span = f"{calendar[0]:%Y-%m-%d}\t{calendar[-1]:%Y-%m-%d}"
     (root / "instruments").mkdir()
-    (root / "instruments" / "csi300.txt").write_text("".join(f"{code}\t{span}\n" for code in STOCKS))
-    (root / "instruments" / "all.txt").write_text("".join(f"{code}\t{span}\n" for code in [*STOCKS, INDEX]))
+    (root / "instruments" / "csi300.txt").write_text("".join(f"{code}\t{span}\n" for code in codes))
+    (root / "instruments" / "all.txt").write_text("".join(f"{code}\t{span}\n" for code in [*codes, INDEX]))
     return root

@@ -6,6 +6,7 @@ no output folder or HydraConfig, so `hydra.run.dir=...` is taken out here and ha
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ def _validate_model(model: Any) -> None:
 
     defaults_file = paths.config_dir() / "model" / f"{model.name}.yaml"
     defaults = OmegaConf.to_container(OmegaConf.load(defaults_file)) if defaults_file.is_file() else {}
+    defaults.pop("defaults", None)  # Hydra's defaults list (the features a network reads)
+    if model.get("flavor") == "pytorch" and importlib.util.find_spec("torch") is None:
+        raise QtrackError(f"model={model.name} needs PyTorch, which is not installed: pip install 'qtrack[torch]' "
+                          "(docs/deep_models.md says which build)")
     for key, default in defaults.items():
         value = model.get(key)
         if default is None or value is None or key in ("fit_keys",):

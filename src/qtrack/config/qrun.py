@@ -26,6 +26,12 @@ QLIB_MODELS = {
     ("CatBoostModel", "qlib.contrib.model.catboost_model"): "catboost",
     ("XGBModel", "qlib.contrib.model.xgboost"): "xgboost",
     ("DEnsembleModel", "qlib.contrib.model.double_ensemble"): "double_ensemble",
+    ("DNNModelPytorch", "qlib.contrib.model.pytorch_nn"): "mlp",
+    ("GRU", "qlib.contrib.model.pytorch_gru"): "gru",
+    ("LSTM", "qlib.contrib.model.pytorch_lstm"): "lstm",
+    ("ALSTM", "qlib.contrib.model.pytorch_alstm"): "alstm",
+    ("TransformerModel", "qlib.contrib.model.pytorch_transformer"): "transformer",
+    ("TCN", "qlib.contrib.model.pytorch_tcn"): "tcn",
 }
 QLIB_HANDLERS = {"Alpha158": "alpha158", "Alpha360": "alpha360"}
 HANDLER_MODULE = "qlib.contrib.data.handler"
@@ -186,6 +192,11 @@ def _model(model: dict, out: Translation) -> None:
     defaults = _model_defaults(name)
     kwargs = model.get("kwargs") or {}
     for key_name, value in kwargs.items():
+        if key_name == "GPU" and defaults.get("flavor") == "pytorch":
+            out.model_overrides.append(f"model.device={_device(value)}")
+            continue
+        if key_name == "scheduler" and value is None:  # Qlib's "no schedule"; a null would mean Qlib's default
+            value = "none"
         prefix = "" if key_name in defaults else "+"
         out.model_overrides.append(_set(f"{prefix}model.{key_name}", _plain(value)))
     fit_keys = set(defaults.get("fit_keys") or [])
@@ -195,12 +206,22 @@ def _model(model: dict, out: Translation) -> None:
     out.model_overrides.append("model.seed_key=null")
 
 
+def _device(gpu: Any) -> str:
+    """qtrack's device for Qlib's `GPU` argument: a negative number is the CPU; N is cuda:N when PyTorch sees a GPU
+    and the CPU otherwise, which is `auto` for 0."""
+    if isinstance(gpu, str):
+        return gpu
+    return "cpu" if int(gpu) < 0 else "auto" if int(gpu) == 0 else f"cuda:{int(gpu)}"
+
+
 def _model_defaults(name: str) -> dict:
     from omegaconf import OmegaConf
 
     from qtrack import paths
 
-    return OmegaConf.to_container(OmegaConf.load(paths.config_dir() / "model" / f"{name}.yaml"))
+    defaults = OmegaConf.to_container(OmegaConf.load(paths.config_dir() / "model" / f"{name}.yaml"))
+    defaults.pop("defaults", None)  # Hydra's defaults list, not a hyperparameter
+    return defaults
 
 
 def _records(records: list, segments: dict[str, list[str]], out: Translation) -> None:

@@ -198,6 +198,15 @@ MODEL_RANGES = {
     "subsample": Range(gt=0.0, le=1.0), "colsample_bytree": Range(gt=0.0, le=1.0),
     "lambda_l1": Range(ge=0.0), "lambda_l2": Range(ge=0.0), "min_data_in_leaf": Range(ge=0),
     "alpha": Range(ge=0.0), "clip": Range(gt=0.0),
+    # Qlib's PyTorch models (model=mlp, gru, lstm, alstm, transformer, tcn)
+    "device": Range(pattern=r"auto|cpu|cuda(:\d+)?", hint="auto, cpu, cuda or cuda:N"),
+    "num_threads": Range(ge=1), "lr": Range(gt=0.0), "n_epochs": Range(ge=1), "max_steps": Range(ge=1),
+    "early_stop": Range(ge=1), "early_stop_rounds": Range(ge=1), "eval_steps": Range(ge=1),
+    "batch_size": Range(ge=1), "hidden_size": Range(ge=1), "num_layers": Range(ge=1), "d_feat": Range(ge=1),
+    "d_model": Range(ge=1), "nhead": Range(ge=1), "n_chans": Range(ge=1), "kernel_size": Range(ge=1),
+    "dropout": Range(ge=0.0, lt=1.0), "weight_decay": Range(ge=0.0), "reg": Range(ge=0.0),
+    "optimizer": Range(choices=("adam", "gd")), "rnn_type": Range(choices=("GRU", "LSTM")),
+    "scheduler": Range(choices=("default", "none")),
 }
 MODEL_RANGES_BY_MODEL = {
     "catboost": {"max_depth": Range(ge=1, le=16), "num_leaves": Range(ge=1, le=65536)},

@@ -6,7 +6,8 @@ import datetime
 import re
 from typing import Any
 
-MODEL_RESERVED_KEYS = ("name", "class", "module_path", "seed_key", "fit_keys", "flavor")
+# Not passed to the model: qtrack's own keys. device and num_threads choose where a PyTorch model runs.
+MODEL_RESERVED_KEYS = ("name", "class", "module_path", "seed_key", "fit_keys", "flavor", "device", "num_threads")
 _PLAIN_VALUE = re.compile(r"[A-Za-z_][\w.\-]*")
 
 

@@ -1,4 +1,5 @@
-"""Optuna pruning while a booster trains: report the validation loss each iteration, stop poor trials.
+"""Optuna pruning while a model trains: report the validation loss each iteration (a booster) or epoch (a
+PyTorch model), and stop poor trials.
 
 The loss is reported with the sign of the study's direction (negated when the study maximises, say,
 ICIR), because Optuna compares intermediate values in the objective's direction. Optuna's own
@@ -31,6 +32,8 @@ class BoostingPruning:
             return {"callbacks": [self._xgboost_callback(self.model_cfg.get("eval_metric") or "rmse")]}
         if spec.flavor == "catboost":
             return {"callbacks": [_CatBoostCallback(self, self.model_cfg.get("loss") or "RMSE")]}
+        if spec.flavor == "pytorch":
+            return {"epoch_callbacks": [self._epoch_callback]}
         return {}
 
     def after_fit(self) -> None:
@@ -47,6 +50,11 @@ class BoostingPruning:
             self.pruned_at = iteration
             return True
         return False
+
+    def _epoch_callback(self, epoch: int, metrics: dict[str, float]) -> None:
+        """A PyTorch model's epoch: its validation loss; a pruned trial stops before the next epoch."""
+        if self.step(epoch, metrics["loss.valid"]):
+            self.after_fit()
 
     def _lightgbm_callback(self, metric: str) -> Any:
         def callback(env: Any) -> None:

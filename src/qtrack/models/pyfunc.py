@@ -35,18 +35,14 @@ def log_model(native: Any, model_id: str, signature: Any, example: pd.DataFrame)
     import tempfile
     from pathlib import Path
 
+    from qtrack.models.specs import package_version
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "qlib_model.pkl"
         path.write_bytes(pickle.dumps(native))
         return mlflow.pyfunc.log_model(
             name="model", python_model=QlibEnsembleModel(), artifacts={"qlib_model": str(path)},
             model_id=model_id, signature=signature, input_example=example.head(2),
-            pip_requirements=[f"pyqlib=={_version('pyqlib')}", f"lightgbm=={_version('lightgbm')}",
-                              f"mlflow=={_version('mlflow')}"],
+            pip_requirements=[f"pyqlib=={package_version('pyqlib')}", f"lightgbm=={package_version('lightgbm')}",
+                              f"mlflow=={package_version('mlflow')}"],
         )
-
-
-def _version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)

@@ -18,6 +18,8 @@ class ModelSpec:
     flavor: str | None
     init_kwargs: dict
     fit_kwargs: dict = field(default_factory=dict)
+    device: str = "auto"  # PyTorch models only
+    num_threads: int | None = None
 
 
 def model_spec(model_cfg: dict, seed: int) -> ModelSpec:
@@ -40,15 +42,21 @@ def model_spec(model_cfg: dict, seed: int) -> ModelSpec:
         flavor=model_cfg.get("flavor"),
         init_kwargs=init_kwargs,
         fit_kwargs=fit_kwargs,
+        device=str(model_cfg.get("device") or "auto"),
+        num_threads=model_cfg.get("num_threads"),
     )
 
 
 def build_model(spec: ModelSpec):
     from qlib.utils import init_instance_by_config
 
-    return init_instance_by_config(
-        {"class": spec.class_name, "module_path": spec.module_path, "kwargs": dict(spec.init_kwargs)}
-    )
+    kwargs = dict(spec.init_kwargs)
+    if spec.flavor == "pytorch":
+        from qtrack.models import torch_runtime
+
+        torch_runtime.prepare(spec.num_threads)
+        kwargs["GPU"] = torch_runtime.qlib_gpu(spec.device)
+    return init_instance_by_config({"class": spec.class_name, "module_path": spec.module_path, "kwargs": kwargs})
 
 
 def training_curves(spec: ModelSpec, model: Any) -> dict[str, list[float]]:
@@ -84,13 +92,16 @@ def log_flavor_model(spec: ModelSpec, model: Any, example, recorder: Any, tracki
 
     if spec.flavor is None:
         return None
-    native = model if spec.flavor == "pyfunc" else model.pipeline if spec.flavor == "sklearn" else model.model
+    native = _native_model(spec.flavor, model)
     if spec.flavor == "xgboost":
         native.feature_names = [str(c) for c in example.columns]
     signature = infer_signature(example, native_predict(spec.flavor, native, example))
     flavor_module = importlib.import_module(f"mlflow.{spec.flavor}").log_model.__module__
     flavor = importlib.import_module("qtrack.models.pyfunc" if spec.flavor == "pyfunc" else flavor_module)
-    extra = {}
+    extra: dict = {}
+    if spec.flavor == "pytorch":  # the network's class is Qlib's, pickled by reference
+        extra["pip_requirements"] = [*flavor.get_default_pip_requirements(), f"pyqlib=={package_version('pyqlib')}"]
+        extra["serialization_format"] = "pickle"
     if spec.flavor == "sklearn":
         from qtrack.models.linear import SKOPS_TRUSTED_TYPES
 
@@ -106,6 +117,12 @@ def log_flavor_model(spec: ModelSpec, model: Any, example, recorder: Any, tracki
     return info
 
 
+def _native_model(flavor: str, model: Any) -> Any:
+    """What the MLflow model saves: the booster, the sklearn pipeline, the network or Qlib's whole model."""
+    return {"pyfunc": lambda: model, "sklearn": lambda: model.pipeline, "pytorch": lambda: model.network}.get(
+        flavor, lambda: model.model)()
+
+
 def _log_model(flavor: Any, native: Any, model_id: str, signature: Any, example: Any, extra: dict) -> Any:
     if flavor.__name__ == "qtrack.models.pyfunc":
         return flavor.log_model(native, model_id, signature, example)
@@ -115,8 +132,7 @@ def _log_model(flavor: Any, native: Any, model_id: str, signature: Any, example:
         model_id=model_id,
         signature=signature,
         input_example=example.head(2),
-        pip_requirements=flavor.get_default_pip_requirements(),
-        **extra,
+        **{"pip_requirements": flavor.get_default_pip_requirements(), **extra},
     )
 
 
@@ -129,4 +145,23 @@ def native_predict(flavor: str, native: Any, frame):
         import xgboost
 
         return native.predict(xgboost.DMatrix(frame))
+    if flavor == "pytorch":
+        return network_predict(native, frame)
     return native.predict(frame)
+
+
+def network_predict(network: Any, frame: Any) -> Any:
+    """A network's scores for a feature frame, as the MLflow pytorch flavour computes them (float32 input)."""
+    import numpy as np
+    import torch
+
+    network.eval()
+    with torch.no_grad():
+        out = network(torch.from_numpy(np.asarray(frame.values, dtype=np.float32)))
+    return out.reshape(-1).cpu().numpy()
+
+
+def package_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)

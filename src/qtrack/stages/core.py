@@ -126,8 +126,9 @@ def _fit_and_log(
     log_uncommitted_code(client, run_id)
 
     with steps.step("fit", f"fitting {spec.name}"):
-        model = _fit(spec, data, pruning)
+        model = _fit(spec, data, pruning, [tracking.EpochLogger(client, run_id), _epoch_progress(steps)])
         tracking.log_curves(client, run_id, specs.training_curves(spec, model))
+        _log_deep_fit(client, run_id, spec, model)
     with steps.step("validation", "validation metrics"):
         tracking.log_metrics(client, run_id, records.segment_metrics(data, model, "valid"))
     with steps.step("records", "predicting, IC analysis and backtest"):
@@ -148,13 +149,51 @@ def fit_and_score(cfg: Any, data: PreparedData, steps: Steps, pruning: Pruning |
         return {**records.segment_metrics(data, model, "valid"), **records.segment_metrics(data, model, "test")}
 
 
-def _fit(spec: specs.ModelSpec, data: PreparedData, pruning: Pruning | None) -> Any:
+def _fit(
+    spec: specs.ModelSpec, data: PreparedData, pruning: Pruning | None, epoch_callbacks: list | None = None
+) -> Any:
+    if spec.flavor == "pytorch":
+        _check_network_inputs(spec, data)
     model = specs.build_model(spec)
-    binned = {"binned_cache": data.binned} if data.binned and getattr(model, "takes_binned_cache", False) else {}
-    model.fit(data.dataset, **spec.fit_kwargs, **(pruning.fit_kwargs(spec) if pruning else {}), **binned)
+    kwargs = {**spec.fit_kwargs, **(pruning.fit_kwargs(spec) if pruning else {})}
+    if data.binned and getattr(model, "takes_binned_cache", False):
+        kwargs["binned_cache"] = data.binned
+    if spec.flavor == "pytorch":  # each epoch is logged before the pruner may stop the fit
+        kwargs["epoch_callbacks"] = [*(epoch_callbacks or []), *kwargs.get("epoch_callbacks", [])]
+    model.fit(data.dataset, **kwargs)
     if pruning:
         pruning.after_fit()
     return model
+
+
+def _check_network_inputs(spec: specs.ModelSpec, data: PreparedData) -> None:
+    from qtrack.errors import QtrackError
+    from qtrack.models.deep import input_problem
+
+    columns = data.dataset.handler.get_cols("feature")
+    problem = input_problem(spec.name, spec.init_kwargs, len(columns))
+    if problem:
+        raise QtrackError(problem)
+
+
+def _epoch_progress(steps: Steps) -> Callable[[int, dict[str, float]], None]:
+    def show(epoch: int, metrics: dict[str, float]) -> None:
+        steps.progress(f"epoch {epoch}, " + ", ".join(f"{name} {value:.5f}" for name, value in metrics.items()))
+
+    return show
+
+
+def _log_deep_fit(client: Any, run_id: str, spec: specs.ModelSpec, model: Any) -> None:
+    """A PyTorch model's best epoch (whose weights predict), its weights, the device and the GPU's name."""
+    if spec.flavor != "pytorch":
+        return
+    from qtrack.models import torch_runtime
+
+    for name, value in torch_runtime.device_tags(model).items():
+        client.set_tag(run_id, name, value)
+    if model.best_epoch is not None:
+        tracking.log_metrics(client, run_id, {"best_epoch": model.best_epoch})
+    torch_runtime.log_weights(client, run_id, model.network)
 
 
 def _seed_everything(seed: int) -> None:
