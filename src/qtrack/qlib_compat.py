@@ -191,9 +191,9 @@ _SINKS = threading.local()
 
 
 def route_model_recorder(module: Any) -> None:
-    """Send a Qlib model module's `R` calls to `recording_to`'s sink (once per module)."""
-    _require(module, "R")
-    if not isinstance(module.R, _RoutedRecorder):
+    """Send a Qlib model module's `R` calls to `recording_to`'s sink (once per module; a module without `R` logs
+    nothing through it)."""
+    if hasattr(module, "R") and not isinstance(module.R, _RoutedRecorder):
         module.R = _RoutedRecorder(module.R)
 
 

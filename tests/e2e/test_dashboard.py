@@ -107,9 +107,15 @@ def test_run_view_shows_params_metrics_plots_and_qlibs_report(store, monkeypatch
     assert metrics.loc["IC", "value"] == pytest.approx(train.data.metrics["IC"], abs=1e-12)
     assert params.loc["model.name", "value"] == "lightgbm"
     shown = charts(test)
-    assert [chart["layout"]["title"]["text"].split(" (")[0] for chart in shown] == ["Cumulative return", "Daily IC"]
+    assert [chart["layout"]["title"]["text"].split(" (")[0] for chart in shown] == [
+        "Training curves", "Cumulative return", "Daily IC"]
+    curves = {trace["name"]: trace for trace in shown[0]["data"]}
+    assert set(curves) == {"l2.train", "l2.valid"}  # LightGBM's per-iteration losses, as MLflow holds them
+    history = client_of(store).get_metric_history(train.info.run_id, "l2.valid")
+    assert plotly_values(curves["l2.valid"]["y"]) == pytest.approx(
+        [point.value for point in sorted(history, key=lambda point: point.step)], abs=1e-12)
     ic = client_of(store).download_artifacts(train.info.run_id, "sig_analysis/ic.pkl", str(store / "dl"))
-    assert plotly_values(shown[1]["data"][0]["y"]) == pytest.approx(pd.read_pickle(ic).tolist(), abs=1e-12)
+    assert plotly_values(shown[2]["data"][0]["y"]) == pytest.approx(pd.read_pickle(ic).tolist(), abs=1e-12)
     frames = test.get("iframe")
     assert frames and "analysis_position.report_graph" in frames[0].proto.srcdoc
 

@@ -1,11 +1,13 @@
 """Every stage with a deep model, through the real CLI on the tiny market: a sweep whose pruner stops trials between
-epochs, a scheduled retrain that registers and promotes, walk-forward windows and a benchmark beside a linear model."""
+epochs; a scheduled retrain of a time-series GRU (Qlib's TSDatasetH) that registers and promotes it, then tomorrow's
+list from it; its walk-forward windows; and a benchmark of a GRU beside a linear model."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -15,12 +17,13 @@ pytest.importorskip("torch", reason="the deep models need PyTorch: pip install '
 pytestmark = pytest.mark.slow
 
 GRU = [*TINY, "model=gru", *FAST_DEEP["gru"]]
+GRU_TS = [*TINY, "model=gru_ts", *FAST_DEEP["gru_ts"]]  # 20 days x 20 features a sample, through Qlib's TSDatasetH
 EXPERIMENT = "synthetic_alpha360"
 
 
-def runs_of(folder: Path) -> list:
+def runs_of(folder: Path, experiment: str = EXPERIMENT) -> list:
     client = MlflowClient(tracking_uri(folder))
-    return client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
 
 
 def test_a_sweep_reports_each_epoch_and_prunes_between_epochs(workspace: Path, shared_data_root: Path) -> None:
@@ -49,9 +52,9 @@ def test_a_sweep_reports_each_epoch_and_prunes_between_epochs(workspace: Path, s
         assert sorted(point.step for point in history) == sorted(trial.intermediate_values)
 
 
-def test_retrain_rolling_and_benchmark_take_a_deep_model(workspace: Path, shared_data_root: Path) -> None:
+def test_retrain_predict_rolling_and_benchmark_take_a_deep_model(workspace: Path, shared_data_root: Path) -> None:
     env = {"QTRACK_DATA_ROOT": str(shared_data_root)}
-    retrained = run_cli(["retrain", *GRU, WITH_MODEL, "retrain.train_days=100", "retrain.valid_days=40",
+    retrained = run_cli(["retrain", *GRU_TS, WITH_MODEL, "retrain.train_days=100", "retrain.valid_days=40",
                          "retrain.holdout_days=40", "retrain.model_name=deep", "retrain.summary=retrain.json"],
                         cwd=workspace, env=env)
     assert retrained.code == 0, retrained.stderr[-3000:]
@@ -59,12 +62,18 @@ def test_retrain_rolling_and_benchmark_take_a_deep_model(workspace: Path, shared
     assert summary["decision"] == "promoted"
     champion = MlflowClient(tracking_uri(workspace)).get_model_version_by_alias("deep", "champion")
     assert champion.run_id == summary["challenger_run_id"]
+    latest = run_cli(["predict", "--model", "deep@champion", "--latest", "--output", str(workspace / "latest.csv")],
+                     cwd=workspace, env=env)
+    assert latest.code == 0, latest.stderr[-3000:]
+    scores = pd.read_csv(workspace / "latest.csv")
+    assert len(scores) == 30 and scores["datetime"].nunique() == 1 and scores["score"].notna().all()
 
-    rolled = run_cli(["rolling", *GRU, "rolling.step=60", "rolling.valid_days=20", "rolling.train_window=80",
+    rolled = run_cli(["rolling", *GRU_TS, "rolling.step=60", "rolling.valid_days=20", "rolling.train_window=80",
                       "rolling.compare_static=false", "-q"], cwd=workspace, env=env)
     assert rolled.code == 0, rolled.stderr[-3000:]
-    windows = [run for run in runs_of(workspace) if run.data.tags.get("qtrack.rolling.window") not in (None, "static")]
-    assert len(windows) >= 2 and all(run.data.params["model.name"] == "gru" for run in windows)
+    windows = [run for run in runs_of(workspace, "synthetic_alpha158_ts20")
+               if run.data.tags.get("qtrack.rolling.window") not in (None, "static")]
+    assert len(windows) >= 2 and all(run.data.params["model.name"] == "gru_ts" for run in windows)
     assert all("best_epoch" in run.data.metrics for run in windows)
 
     benchmark = run_cli(["benchmark", "models=[linear,gru]", "seeds=1", *TINY, "features=alpha360",
@@ -79,3 +88,13 @@ def test_a_network_that_cannot_read_the_features_is_one_line(workspace: Path, sh
     assert result.code == 2
     assert ("model=gru reads rows of d_feat=6 features a day, but the features have 158 columns: use "
             "features=alpha360") in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_mlp_on_a_universe_too_small_for_qlibs_validation_ic_is_one_line(workspace: Path,
+                                                                           shared_data_root: Path) -> None:
+    """Qlib's ICLoss skips days with fewer than 50 stocks and then calls ipdb; the tiny market has 30."""
+    env = {"QTRACK_DATA_ROOT": str(shared_data_root)}
+    result = run_cli(["train", *TINY, "model=mlp", *FAST_DEEP["mlp"]], cwd=workspace, env=env)
+    assert result.code == 2, result.stderr[-2000:]
+    assert ("model=mlp scores validation by Qlib's daily IC over at least 50 stocks, and the valid segment has at "
+            "most 30 a day: use a larger universe") in result.stderr and "Traceback" not in result.stderr

@@ -42,6 +42,8 @@ FAST_MODEL = {
 FAST_DEEP = {
     "gru": ["model.n_epochs=2", "model.hidden_size=8", "model.num_layers=1", "model.batch_size=400",
             "model.num_threads=1"],
+    "gru_ts": ["model.n_epochs=2", "model.hidden_size=8", "model.num_layers=1", "model.batch_size=200",
+               "model.num_threads=1"],
     "mlp": ["model.max_steps=30", "model.eval_steps=10", "model.batch_size=512", "model.num_threads=1"],
 }
 

@@ -89,7 +89,8 @@ def test_run_dir_override_is_taken_out(workspace):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("model=nope", "unknown model 'nope': choose one of catboost, double_ensemble, lightgbm, linear, xgboost"),
+        ("model=nope", "unknown model 'nope': choose one of alstm, catboost, double_ensemble, gru, gru_ts, lightgbm, "
+                       "linear, lstm, lstm_ts, mlp, tcn, transformer, xgboost"),
         ("dataset.nope=1", "Could not override 'dataset.nope'"),
         ("model.learning_rate=fast", "invalid model.learning_rate: expected float"),
         ("backtest.topk=many", "invalid backtest.topk"),

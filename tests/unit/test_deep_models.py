@@ -172,3 +172,12 @@ def test_a_deep_model_without_pytorch_is_one_line_and_exit_2(tmp_path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "model=gru needs PyTorch, which is not installed: pip install 'qtrack[torch]'" in lines[0]
+
+
+def test_num_threads_is_qtracks_for_a_network_and_lightgbms_own_for_lightgbm() -> None:
+    from qtrack.models.specs import model_spec
+
+    lightgbm = model_spec(config.to_container(config.compose("train", ["+model.num_threads=3"]).cfg.model), 0)
+    assert lightgbm.init_kwargs["num_threads"] == 3
+    gru = model_spec(config.to_container(config.compose("train", ["model=gru", "model.num_threads=3"]).cfg.model), 0)
+    assert "num_threads" not in gru.init_kwargs and "device" not in gru.init_kwargs and gru.num_threads == 3

@@ -95,3 +95,33 @@ def test_a_benchmark_takes_workflows_that_share_one_dataset(qlib_workflow: dict,
         benchmark_overrides(paths)
     with pytest.raises(QtrackError, match="two workflows run lightgbm"):
         benchmark_overrides([paths[0], paths[0]])
+
+
+QLIB_GRU_WORKFLOW = QLIB_WORKFLOW.parent / "workflow_config_gru_Alpha360.yaml"  # as Qlib ships it
+
+
+def test_qlibs_gru_workflow_reads_as_qrun_reads_it() -> None:
+    """Qlib's `lr: 1e-3` is a float to qrun (ruamel, YAML 1.2) and a string to PyYAML (YAML 1.1)."""
+    from qtrack.config.qrun import read_workflow
+
+    assert yaml.safe_load(QLIB_GRU_WORKFLOW.read_text())["task"]["model"]["kwargs"]["lr"] == "1e-3"
+    translation = translate(read_workflow(QLIB_GRU_WORKFLOW))
+    assert translation.problems == []
+    cfg = compose("train", translation.overrides).cfg
+    assert cfg.model.name == "gru" and cfg.model.lr == 0.001 and cfg.model.device == "auto"  # GPU: 0
+    assert cfg.features.name == "alpha360" and "GPU" not in cfg.model
+
+
+def test_a_tsdataseth_workflow_sets_the_models_step_len() -> None:
+    from qtrack.config.qrun import read_workflow
+
+    workflow = read_workflow(QLIB_GRU_WORKFLOW)
+    workflow["task"]["model"]["module_path"] = "qlib.contrib.model.pytorch_gru_ts"
+    workflow["task"]["dataset"].update({"class": "TSDatasetH"})
+    workflow["task"]["dataset"]["kwargs"]["step_len"] = 20
+    translation = translate(workflow)
+    assert translation.problems == [] and "model.step_len=20" in translation.overrides
+    assert compose("train", translation.overrides).cfg.model.name == "gru_ts"
+    workflow["task"]["model"] = {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt", "kwargs": {}}
+    assert translate(workflow).problems == [
+        "task.dataset.class (TSDatasetH: qtrack reads it for gru_ts and lstm_ts, not lightgbm)"]

@@ -10,29 +10,15 @@ defaults apply), and no seed is planted.
 
 from __future__ import annotations
 
-import datetime
 import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qtrack.config.values import MODEL_RESERVED_KEYS, override_value
+from qtrack.config.qrun_model import day, model_defaults, plain, set_value, translate_model
 from qtrack.errors import QtrackError
 
-# (class, Qlib's module) -> qtrack's model option.
-QLIB_MODELS = {
-    ("LGBModel", "qlib.contrib.model.gbdt"): "lightgbm",
-    ("CatBoostModel", "qlib.contrib.model.catboost_model"): "catboost",
-    ("XGBModel", "qlib.contrib.model.xgboost"): "xgboost",
-    ("DEnsembleModel", "qlib.contrib.model.double_ensemble"): "double_ensemble",
-    ("DNNModelPytorch", "qlib.contrib.model.pytorch_nn"): "mlp",
-    ("GRU", "qlib.contrib.model.pytorch_gru"): "gru",
-    ("LSTM", "qlib.contrib.model.pytorch_lstm"): "lstm",
-    ("ALSTM", "qlib.contrib.model.pytorch_alstm"): "alstm",
-    ("TransformerModel", "qlib.contrib.model.pytorch_transformer"): "transformer",
-    ("TCN", "qlib.contrib.model.pytorch_tcn"): "tcn",
-}
 QLIB_HANDLERS = {"Alpha158": "alpha158", "Alpha360": "alpha360"}
 HANDLER_MODULE = "qlib.contrib.data.handler"
 RECORD_MODULE = "qlib.workflow.record_temp"
@@ -60,14 +46,16 @@ class Translation:
 
 
 def read_workflow(path: Path) -> dict:
-    """The parsed YAML (anchors resolved), or a QtrackError in one line."""
-    import yaml
+    """The parsed YAML (anchors resolved), or a QtrackError in one line. Parsed as qrun parses it (ruamel, YAML 1.2):
+    PyYAML (YAML 1.1) reads Qlib's `lr: 1e-3` as the string '1e-3'."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     if not path.is_file():
         raise QtrackError(f"--from-qrun: no file at {path}")
     try:
-        workflow = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        workflow = YAML(typ="safe", pure=True).load(path.read_text())
+    except (YAMLError, UnicodeDecodeError) as exc:
         raise QtrackError(f"--from-qrun: {path.name} is not valid YAML ({' '.join(str(exc).split())[:160]})") from None
     if not isinstance(workflow, dict) or not isinstance(workflow.get("task"), dict):
         raise QtrackError(f"--from-qrun: {path.name} is not a qrun workflow (no `task:` mapping)")
@@ -80,11 +68,11 @@ def translate(workflow: dict) -> Translation:
     if "sys" in workflow:
         out.problems.append("sys (custom module paths)")
     # qrun logs to `experiment_name`, else to "workflow" (Qlib's exp_manager default_exp_name is not used)
-    out.shared.append(_set("mlflow.experiment_name", str(workflow.get("experiment_name") or QRUN_EXPERIMENT)))
+    out.shared.append(set_value("mlflow.experiment_name", str(workflow.get("experiment_name") or QRUN_EXPERIMENT)))
     task = workflow["task"]
     _unknown(task, ("model", "dataset", "record"), "task", out)
+    translate_model(task.get("model") or {}, out)  # first: a TSDatasetH is read for a time-series model only
     segments = _dataset(task.get("dataset") or {}, out)
-    _model(task.get("model") or {}, out)
     _records(task.get("record") or [], segments, out)
     return out
 
@@ -97,11 +85,11 @@ def _qlib_init(init: dict, out: Translation) -> None:
         if uri is None:
             out.problems.append("qlib_init.provider_uri (only daily data)")
     if uri:
-        out.shared.append(_set("dataset.provider_uri", str(uri)))
+        out.shared.append(set_value("dataset.provider_uri", str(uri)))
     if init.get("region"):
-        out.shared.append(_set("dataset.region", str(init["region"])))
+        out.shared.append(set_value("dataset.region", str(init["region"])))
     if init.get("kernels"):
-        out.shared.append(_set("kernels", init["kernels"]))
+        out.shared.append(set_value("kernels", init["kernels"]))
     manager = init.get("exp_manager")
     if manager:
         if manager.get("class") != "MLflowExpManager":
@@ -109,22 +97,29 @@ def _qlib_init(init: dict, out: Translation) -> None:
         kwargs = manager.get("kwargs") or {}
         _unknown(kwargs, ("uri", "default_exp_name"), "qlib_init.exp_manager.kwargs", out)
         if kwargs.get("uri"):
-            out.shared.append(_set("mlflow.tracking_uri", str(kwargs["uri"])))
+            out.shared.append(set_value("mlflow.tracking_uri", str(kwargs["uri"])))
 
 
 def _dataset(dataset: dict, out: Translation) -> dict[str, list[str]]:
-    if (dataset.get("class"), dataset.get("module_path", "qlib.data.dataset")) != ("DatasetH", "qlib.data.dataset"):
-        out.problems.append(f"task.dataset.class ({dataset.get('class')}: only DatasetH)")
+    kind = (dataset.get("class"), dataset.get("module_path", "qlib.data.dataset"))
+    if kind not in (("DatasetH", "qlib.data.dataset"), ("TSDatasetH", "qlib.data.dataset")):
+        out.problems.append(f"task.dataset.class ({dataset.get('class')}: only DatasetH and TSDatasetH)")
     kwargs = dataset.get("kwargs") or {}
-    _unknown(kwargs, ("handler", "segments"), "task.dataset.kwargs", out)
+    _unknown(kwargs, ("handler", "segments", "step_len"), "task.dataset.kwargs", out)
+    if kind[0] == "TSDatasetH":  # the model's samples are step_len days (gru_ts, lstm_ts)
+        if out.model and "step_len" not in model_defaults(out.model):
+            out.problems.append(f"task.dataset.class (TSDatasetH: qtrack reads it for gru_ts and lstm_ts, not "
+                                f"{out.model})")
+        else:
+            out.model_overrides.append(set_value("model.step_len", int(kwargs.get("step_len", 30))))
     segments = {}
     for name in SEGMENT_NAMES:
         span = (kwargs.get("segments") or {}).get(name)
         if not isinstance(span, (list, tuple)) or len(span) != 2:
             out.problems.append(f"task.dataset.kwargs.segments.{name} (a [start, end] pair is needed)")
             continue
-        segments[name] = [_day(day) for day in span]
-        out.shared.append(_set(f"dataset.segments.{name}", segments[name]))
+        segments[name] = [day(when) for when in span]
+        out.shared.append(set_value(f"dataset.segments.{name}", segments[name]))
     _handler(kwargs.get("handler") or {}, segments, out)
     return segments
 
@@ -146,17 +141,17 @@ def _handler(handler: dict, segments: dict[str, list[str]], out: Translation) ->
     if not isinstance(market, str):
         out.problems.append(f"{where}.kwargs.instruments (a market name is needed, got {market!r})")
     else:
-        out.shared.append(_set("dataset.market", market))
+        out.shared.append(set_value("dataset.market", market))
     if segments.keys() == set(SEGMENT_NAMES):
         derived = {"start_time": segments["train"][0], "end_time": segments["test"][1],
                    "fit_start_time": segments["train"][0], "fit_end_time": segments["train"][1]}
         for key, expected in derived.items():
-            if key in kwargs and _day(kwargs[key]) != expected:
-                out.problems.append(f"{where}.kwargs.{key} ({_day(kwargs[key])}: qtrack uses {expected}, from the "
+            if key in kwargs and day(kwargs[key]) != expected:
+                out.problems.append(f"{where}.kwargs.{key} ({day(kwargs[key])}: qtrack uses {expected}, from the "
                                     "segments)")
     for key in ("infer_processors", "learn_processors"):
         value = kwargs[key] if key in kwargs else _qlib_default(handler["class"], key)
-        out.shared.append(_set(f"features.{key}", _plain(value)))
+        out.shared.append(set_value(f"features.{key}", plain(value)))
     if "label" in kwargs:
         _label(kwargs["label"], f"{where}.kwargs.label", out)
 
@@ -178,50 +173,7 @@ def _label(label: Any, where: str, out: Translation) -> None:
     if not horizons:
         out.problems.append(f"{where} (its look-ahead, Ref($field, -N), can't be read)")
         return
-    out.shared += [_set("features.label", expressions[0]), _set("features.label_horizon", max(horizons))]
-
-
-def _model(model: dict, out: Translation) -> None:
-    key = (model.get("class"), model.get("module_path"))
-    name = QLIB_MODELS.get(key)
-    if name is None:
-        known = ", ".join(f"{c} ({m})" for c, m in QLIB_MODELS)
-        out.problems.append(f"task.model ({key[0]} from {key[1]}: qtrack runs {known})")
-        return
-    out.model = name
-    defaults = _model_defaults(name)
-    kwargs = model.get("kwargs") or {}
-    for key_name, value in kwargs.items():
-        if key_name == "GPU" and defaults.get("flavor") == "pytorch":
-            out.model_overrides.append(f"model.device={_device(value)}")
-            continue
-        if key_name == "scheduler" and value is None:  # Qlib's "no schedule"; a null would mean Qlib's default
-            value = "none"
-        prefix = "" if key_name in defaults else "+"
-        out.model_overrides.append(_set(f"{prefix}model.{key_name}", _plain(value)))
-    fit_keys = set(defaults.get("fit_keys") or [])
-    for key_name in defaults:
-        if key_name not in kwargs and key_name not in MODEL_RESERVED_KEYS and key_name not in fit_keys:
-            out.model_overrides.append(f"model.{key_name}=null")
-    out.model_overrides.append("model.seed_key=null")
-
-
-def _device(gpu: Any) -> str:
-    """qtrack's device for Qlib's `GPU` argument: a negative number is the CPU; N is cuda:N when PyTorch sees a GPU
-    and the CPU otherwise, which is `auto` for 0."""
-    if isinstance(gpu, str):
-        return gpu
-    return "cpu" if int(gpu) < 0 else "auto" if int(gpu) == 0 else f"cuda:{int(gpu)}"
-
-
-def _model_defaults(name: str) -> dict:
-    from omegaconf import OmegaConf
-
-    from qtrack import paths
-
-    defaults = OmegaConf.to_container(OmegaConf.load(paths.config_dir() / "model" / f"{name}.yaml"))
-    defaults.pop("defaults", None)  # Hydra's defaults list, not a hyperparameter
-    return defaults
+    out.shared += [set_value("features.label", expressions[0]), set_value("features.label_horizon", max(horizons))]
 
 
 def _records(records: list, segments: dict[str, list[str]], out: Translation) -> None:
@@ -256,27 +208,27 @@ def _port_analysis(config: dict, segments: dict[str, list[str]], where: str, out
     signal = kwargs.get("signal", [kwargs.get("model"), kwargs.get("dataset")])
     if signal not in SIGNAL_PLACEHOLDERS:
         out.problems.append(f"{where}.strategy.kwargs.signal (only the run's own <PRED>)")
-    out.shared += [_set(f"backtest.{k}", kwargs[k]) for k in ("topk", "n_drop") if k in kwargs]
+    out.shared += [set_value(f"backtest.{k}", kwargs[k]) for k in ("topk", "n_drop") if k in kwargs]
     backtest = config.get("backtest") or {}
     _unknown(backtest, ("start_time", "end_time", "account", "benchmark", "exchange_kwargs", "freq"),
              f"{where}.backtest", out)
     if backtest.get("freq", "day") != "day":
         out.problems.append(f"{where}.backtest.freq (only day)")
     for key, index in (("start_time", 0), ("end_time", 1)):
-        if key in backtest and "test" in segments and _day(backtest[key]) != segments["test"][index]:
-            out.problems.append(f"{where}.backtest.{key} ({_day(backtest[key])}: qtrack backtests the test segment)")
+        if key in backtest and "test" in segments and day(backtest[key]) != segments["test"][index]:
+            out.problems.append(f"{where}.backtest.{key} ({day(backtest[key])}: qtrack backtests the test segment)")
     if "account" in backtest:
-        out.shared.append(_set("backtest.account", float(backtest["account"])))
+        out.shared.append(set_value("backtest.account", float(backtest["account"])))
     benchmark = backtest.get("benchmark")
     if benchmark is not None and not isinstance(benchmark, str):
         out.problems.append(f"{where}.backtest.benchmark (one instrument code is needed)")
     elif benchmark:
-        out.shared.append(_set("dataset.benchmark", benchmark))
+        out.shared.append(set_value("dataset.benchmark", benchmark))
     exchange = backtest.get("exchange_kwargs") or {}
     _unknown(exchange, (*EXCHANGE_KEYS, "freq"), f"{where}.backtest.exchange_kwargs", out)
     if exchange.get("freq", "day") != "day":
         out.problems.append(f"{where}.backtest.exchange_kwargs.freq (only day)")
-    out.shared += [_set(f"backtest.{k}", exchange[k]) for k in EXCHANGE_KEYS if k in exchange]
+    out.shared += [set_value(f"backtest.{k}", exchange[k]) for k in EXCHANGE_KEYS if k in exchange]
 
 
 def _unknown(mapping: dict, known: tuple[str, ...], where: str, out: Translation) -> None:
@@ -284,27 +236,6 @@ def _unknown(mapping: dict, known: tuple[str, ...], where: str, out: Translation
         out.problems.append(f"{where} (a mapping is needed)")
         return
     out.problems += [f"{where}.{key}" for key in mapping if key not in known]
-
-
-def _day(value: Any) -> str:
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.strftime("%Y-%m-%d")
-    return str(value)
-
-
-def _plain(value: Any) -> Any:
-    """YAML values as Hydra accepts them: dates as strings, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return _day(value)
-    return value
-
-
-def _set(key: str, value: Any) -> str:
-    return f"{key}={override_value(_plain(value))}"
 
 
 def honoured(path: Path) -> Translation:

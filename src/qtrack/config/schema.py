@@ -200,17 +200,20 @@ MODEL_RANGES = {
     "alpha": Range(ge=0.0), "clip": Range(gt=0.0),
     # Qlib's PyTorch models (model=mlp, gru, lstm, alstm, transformer, tcn)
     "device": Range(pattern=r"auto|cpu|cuda(:\d+)?", hint="auto, cpu, cuda or cuda:N"),
-    "num_threads": Range(ge=1), "lr": Range(gt=0.0), "n_epochs": Range(ge=1), "max_steps": Range(ge=1),
+    "lr": Range(gt=0.0), "n_epochs": Range(ge=1), "max_steps": Range(ge=1),
     "early_stop": Range(ge=1), "early_stop_rounds": Range(ge=1), "eval_steps": Range(ge=1),
     "batch_size": Range(ge=1), "hidden_size": Range(ge=1), "num_layers": Range(ge=1), "d_feat": Range(ge=1),
     "d_model": Range(ge=1), "nhead": Range(ge=1), "n_chans": Range(ge=1), "kernel_size": Range(ge=1),
     "dropout": Range(ge=0.0, lt=1.0), "weight_decay": Range(ge=0.0), "reg": Range(ge=0.0),
     "optimizer": Range(choices=("adam", "gd")), "rnn_type": Range(choices=("GRU", "LSTM")),
-    "scheduler": Range(choices=("default", "none")),
+    "scheduler": Range(choices=("default", "none")), "step_len": Range(ge=2), "n_jobs": Range(ge=0),
 }
 MODEL_RANGES_BY_MODEL = {
     "catboost": {"max_depth": Range(ge=1, le=16), "num_leaves": Range(ge=1, le=65536)},
     "xgboost": {"max_depth": Range(ge=0)},
+    # qtrack's torch threads (LightGBM's own num_threads keeps LightGBM's meaning: 0 is OpenMP's default)
+    **{name: {"num_threads": Range(ge=1)} for name in ("mlp", "gru", "lstm", "alstm", "transformer", "tcn", "gru_ts",
+                                                        "lstm_ts")},
 }
 
 

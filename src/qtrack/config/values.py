@@ -6,13 +6,16 @@ import datetime
 import re
 from typing import Any
 
-# Not passed to the model: qtrack's own keys. device and num_threads choose where a PyTorch model runs.
-MODEL_RESERVED_KEYS = ("name", "class", "module_path", "seed_key", "fit_keys", "flavor", "device", "num_threads")
+# Not passed to the model: qtrack's own keys. step_len makes the dataset Qlib's TSDatasetH (samples of step_len days).
+MODEL_RESERVED_KEYS = ("name", "class", "module_path", "seed_key", "fit_keys", "flavor", "step_len")
+# Where a PyTorch model (flavor: pytorch) runs: qtrack's keys there. LightGBM's num_threads is its own hyperparameter.
+TORCH_RUNTIME_KEYS = ("device", "num_threads")
 _PLAIN_VALUE = re.compile(r"[A-Za-z_][\w.\-]*")
 
 
 def model_hyperparameters(model_cfg: dict) -> dict:
-    return {k: v for k, v in model_cfg.items() if k not in MODEL_RESERVED_KEYS}
+    reserved = MODEL_RESERVED_KEYS + (TORCH_RUNTIME_KEYS if model_cfg.get("flavor") == "pytorch" else ())
+    return {k: v for k, v in model_cfg.items() if k not in reserved}
 
 
 def to_container(cfg: Any) -> dict:

@@ -31,6 +31,22 @@ def strategy_and_benchmark(report: pd.DataFrame) -> object:
     return figure
 
 
+def training_curves(curves: pd.DataFrame) -> object:
+    """Train and validation curves by iteration or epoch, one line per metric (losses and metrics apart)."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for name, points in curves.sort_values("step").groupby("metric", sort=True):
+        figure.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines+markers", name=name,
+                                    yaxis="y2" if name.startswith("metric.") else "y"))
+    layout = {"title": "Training curves", "xaxis_title": "iteration or epoch", "yaxis_title": "loss",
+              "hovermode": "x unified"}
+    if curves["metric"].str.startswith("metric.").any():
+        layout["yaxis2"] = {"title": "metric", "overlaying": "y", "side": "right"}
+    figure.update_layout(**layout)
+    return figure
+
+
 def daily_ic(ic: pd.Series) -> object:
     import plotly.graph_objects as go
 

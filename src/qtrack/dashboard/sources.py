@@ -123,6 +123,19 @@ def run_details(uri: str, run_id: str) -> dict[str, Any]:
                                                         if not k.startswith("mlflow.")}}
 
 
+CURVE_SUFFIXES = (".train", ".valid")  # l2.valid (LightGBM), loss.valid and metric.valid (PyTorch models), ...
+
+
+def training_curves(uri: str, run_id: str) -> pd.DataFrame:
+    """Every per-iteration or per-epoch curve of a run (its metrics named <name>.train or <name>.valid), long form:
+    metric, step, value. A running fit's curves hold the epochs logged so far."""
+    store = client(uri)
+    names_found = [name for name in store.get_run(run_id).data.metrics if name.endswith(CURVE_SUFFIXES)]
+    rows = [{"metric": name, "step": point.step, "value": point.value}
+            for name in sorted(names_found) for point in store.get_metric_history(run_id, name)]
+    return pd.DataFrame(rows, columns=["metric", "step", "value"])
+
+
 def artifact_bytes(uri: str, run_id: str, path: str) -> bytes | None:
     """One artifact's content, or None when the run has no such artifact."""
     with tempfile.TemporaryDirectory() as tmp:

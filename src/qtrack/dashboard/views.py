@@ -82,6 +82,9 @@ def run_view(uri: str, experiment: str, limit: int) -> None:
     metrics, params = st.columns(2)
     metrics.dataframe(pd.Series(details["metrics"], name="value").sort_index().rename_axis("metric"), width="stretch")
     params.dataframe(pd.Series(details["params"], name="value").sort_index().rename_axis("param"), width="stretch")
+    curves = reads.training_curves(uri, run_id)
+    if not curves.empty:
+        st.plotly_chart(charts.training_curves(curves), width="stretch")
     _run_plots(uri, run_id)
     _qlib_report(uri, run_id)
 

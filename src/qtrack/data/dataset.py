@@ -105,18 +105,14 @@ def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
     }
     if features.get("label"):
         handler_kwargs["label"] = ([features["label"]], ["LABEL0"])
-    return {
-        "class": "DatasetH",
-        "module_path": "qtrack.data.qlib_dataset",
-        "kwargs": {
-            "handler": {
-                "class": features["handler"],
-                "module_path": features["module_path"],
-                "kwargs": handler_kwargs,
-            },
-            "segments": {name: list(span) for name, span in spans.items()},
-        },
+    kwargs = {
+        "handler": {"class": features["handler"], "module_path": features["module_path"], "kwargs": handler_kwargs},
+        "segments": {name: list(span) for name, span in spans.items()},
     }
+    step_len = cfg.model.get("step_len")
+    if step_len:  # a model that reads step_len days a sample (gru_ts, lstm_ts): Qlib's TSDatasetH
+        return {"class": "TSDatasetH", "module_path": "qlib.data.dataset", "kwargs": {**kwargs, "step_len": step_len}}
+    return {"class": "DatasetH", "module_path": "qtrack.data.qlib_dataset", "kwargs": kwargs}
 
 
 def build_dataset(config: dict):

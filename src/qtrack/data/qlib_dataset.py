@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from qlib.data.dataset import DatasetH as QlibDatasetH
-from qlib.data.dataset.handler import DataHandler
+from qlib.data.dataset.handler import DataHandler, DataHandlerLP
 from qlib.data.dataset.utils import fetch_df_by_col
 
 from qtrack.qlib_compat import SegmentHook
@@ -25,3 +25,29 @@ class DatasetH(SegmentHook, QlibDatasetH):
             return super().prepare_segment(slc, col_set=col_set, **kwargs)
         rows = super().prepare_segment(slc, col_set=DataHandler.CS_RAW, **kwargs)
         return fetch_df_by_col(rows, col_set)
+
+
+def frames(dataset: Any, segments: Any, **kwargs: Any) -> Any:
+    """`dataset.prepare` as frames, for a TSDatasetH too, whose `prepare` returns samplers (Qlib's SignalRecord
+    reads a TSDatasetH's labels the same way)."""
+    from qlib.data.dataset import DatasetH as PlainDatasetH
+    from qlib.data.dataset import TSDatasetH
+    from qlib.utils.mod import class_casting
+
+    if isinstance(dataset, TSDatasetH):
+        with class_casting(dataset, PlainDatasetH):
+            return dataset.prepare(segments, **kwargs)
+    return dataset.prepare(segments, **kwargs)
+
+
+def feature_rows(dataset: Any, days: Any, count: int) -> Any:
+    """The first `count` model inputs on `days`: feature rows (a frame), or for a TSDatasetH the samples a network
+    reads (an array of count x step_len x features, with Qlib's ffill+bfill)."""
+    import numpy as np
+    from qlib.data.dataset import TSDatasetH
+
+    if not isinstance(dataset, TSDatasetH):
+        return dataset.prepare(days, col_set="feature", data_key=DataHandlerLP.DK_I).head(count)
+    sampler = dataset.prepare(days, col_set="feature", data_key=DataHandlerLP.DK_I)
+    sampler.config(fillna_type="ffill+bfill")
+    return np.stack([sampler[index] for index in range(min(count, len(sampler)))]).astype("float32")

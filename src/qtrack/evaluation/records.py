@@ -23,9 +23,11 @@ def segment_metrics(data: Any, model: Any, segment: str) -> dict[str, float]:
     """Signal and regression metrics of one segment, named `<segment>.<metric>`."""
     from qlib.data.dataset.handler import DataHandlerLP
 
+    from qtrack.data.qlib_dataset import frames
+
     pred = model.predict(data.dataset, segment=segment)
-    raw = data.dataset.prepare(segment, col_set="label", data_key=DataHandlerLP.DK_R).iloc[:, 0]
-    learned = data.dataset.prepare(segment, col_set="label", data_key=DataHandlerLP.DK_L).iloc[:, 0]
+    raw = frames(data.dataset, segment, col_set="label", data_key=DataHandlerLP.DK_R).iloc[:, 0]
+    learned = frames(data.dataset, segment, col_set="label", data_key=DataHandlerLP.DK_L).iloc[:, 0]
     found = {**metrics.signal_metrics(pred, raw), **metrics.regression_metrics(pred, learned)}
     return {f"{segment}.{name}": value for name, value in found.items()}
 
@@ -94,9 +96,11 @@ def log_extras(cfg: Any, data: Any, spec: specs.ModelSpec, model: Any, recorder:
     Returns the extra metrics, with `constant_predictions` set when the model found nothing to learn."""
     from qlib.data.dataset.handler import DataHandlerLP
 
+    from qtrack.data.qlib_dataset import feature_rows, frames
+
     client, run_id = recorder.client, recorder.id
     pred = recorder.load_object("pred.pkl")
-    target = data.dataset.prepare("test", col_set="label", data_key=DataHandlerLP.DK_L)
+    target = frames(data.dataset, "test", col_set="label", data_key=DataHandlerLP.DK_L)
     recorder.save_objects(**{"target.pkl": target, "params.pkl": model})
     if data.pipeline:
         log_bytes(client, run_id, data.pipeline, "dataset.pkl")
@@ -112,7 +116,7 @@ def log_extras(cfg: Any, data: Any, spec: specs.ModelSpec, model: Any, recorder:
     if cfg.mlflow.log_model and spec.flavor:
         first, last = data.segments.test  # a few days, not the whole segment, to take 5 rows from
         days = slice(first, min(last, first + pd.Timedelta(days=10)))
-        example = data.dataset.prepare(days, col_set="feature", data_key=DataHandlerLP.DK_I).head(5)
+        example = feature_rows(data.dataset, days, 5)
         logged = specs.log_flavor_model(spec, model, example, recorder, cfg.mlflow.tracking_uri)
         client.set_tag(run_id, names.MODEL_URI, logged.model_uri)
     return extra

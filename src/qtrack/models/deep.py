@@ -26,16 +26,25 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 @dataclass(frozen=True)
 class DeepModel:
     module: str  # Qlib's module
+    qlib_class: str
     net: str  # the attribute that holds the network (what the MLflow model saves)
 
+    @property
+    def time_series(self) -> bool:
+        """Reads Qlib's TSDatasetH: each sample is step_len days x d_feat features, built by a sampler."""
+        return self.module.endswith("_ts")
 
+
+# qtrack's class name -> Qlib's model
 DEEP_MODELS = {
-    "DNNModelPytorch": DeepModel("qlib.contrib.model.pytorch_nn", "dnn_model"),
-    "GRU": DeepModel("qlib.contrib.model.pytorch_gru", "gru_model"),
-    "LSTM": DeepModel("qlib.contrib.model.pytorch_lstm", "lstm_model"),
-    "ALSTM": DeepModel("qlib.contrib.model.pytorch_alstm", "ALSTM_model"),
-    "TransformerModel": DeepModel("qlib.contrib.model.pytorch_transformer", "model"),
-    "TCN": DeepModel("qlib.contrib.model.pytorch_tcn", "tcn_model"),
+    "DNNModelPytorch": DeepModel("qlib.contrib.model.pytorch_nn", "DNNModelPytorch", "dnn_model"),
+    "GRU": DeepModel("qlib.contrib.model.pytorch_gru", "GRU", "gru_model"),
+    "LSTM": DeepModel("qlib.contrib.model.pytorch_lstm", "LSTM", "lstm_model"),
+    "ALSTM": DeepModel("qlib.contrib.model.pytorch_alstm", "ALSTM", "ALSTM_model"),
+    "TransformerModel": DeepModel("qlib.contrib.model.pytorch_transformer", "TransformerModel", "model"),
+    "TCN": DeepModel("qlib.contrib.model.pytorch_tcn", "TCN", "tcn_model"),
+    "GRUTimeSeries": DeepModel("qlib.contrib.model.pytorch_gru_ts", "GRU", "GRU_model"),
+    "LSTMTimeSeries": DeepModel("qlib.contrib.model.pytorch_lstm_ts", "LSTM", "LSTM_model"),
 }
 
 
@@ -170,14 +179,41 @@ class DefaultScheduler:
             self.scheduler = scheduler(optimizer=self.train_optimizer)
 
 
+class AnySegment:
+    """A mixin before a TSDatasetH model (GRU or LSTM over step_len days): `predict(dataset, segment)` for any
+    segment. Qlib's predicts the test segment only; this is its code with the segment as a parameter."""
+
+    def predict(self, dataset: Any, segment: Any = "test") -> Any:
+        import numpy as np
+        import pandas as pd
+        import torch
+        from qlib.data.dataset.handler import DataHandlerLP
+        from torch.utils.data import DataLoader
+
+        if not self.fitted:
+            raise ValueError("model is not fitted yet!")
+        sampler = dataset.prepare(segment, col_set=["feature", "label"], data_key=DataHandlerLP.DK_I)
+        sampler.config(fillna_type="ffill+bfill")
+        self.network.eval()
+        predictions = []
+        for batch in DataLoader(sampler, batch_size=self.batch_size, num_workers=self.n_jobs):
+            with torch.no_grad():
+                predictions.append(self.network(batch[:, :, 0:-1].to(self.device).float()).detach().cpu().numpy())
+        return pd.Series(np.concatenate(predictions) if predictions else np.array([]), index=sampler.get_index())
+
+
 @functools.cache
 def deep_class(name: str) -> type:
-    """qtrack's class over Qlib's model `name`, importable (and so picklable) as qtrack.models.deep.<name>."""
+    """qtrack's class over one of Qlib's models, importable (and so picklable) as qtrack.models.deep.<name>."""
     info = DEEP_MODELS[name]
     module = importlib.import_module(info.module)
     qlib_compat.route_model_recorder(module)
-    mixins = (EpochTracked, DefaultScheduler) if name == "DNNModelPytorch" else (EpochTracked,)
-    return type(name, (*mixins, getattr(module, name)),
+    mixins: tuple[type, ...] = (EpochTracked,)
+    if name == "DNNModelPytorch":
+        mixins = (EpochTracked, DefaultScheduler)
+    elif info.time_series:
+        mixins = (EpochTracked, AnySegment)
+    return type(name, (*mixins, getattr(module, info.qlib_class)),
                 {"__module__": __name__, "__qualname__": name, "net_attribute": info.net})
 
 
@@ -187,11 +223,20 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def input_problem(model_name: str, hyper: dict, n_features: int) -> str | None:
+def input_problem(model_name: str, class_name: str, hyper: dict, n_features: int,
+                  time_series_data: bool) -> str | None:
     """Why the network cannot read these features, in one line; None when it can. Qlib's networks reshape each
-    row into d_feat features x days (the RNNs, Transformer, TCN) or read input_dim columns (the MLP), and a
-    mismatch fails deep inside torch."""
+    row into d_feat features x days (the RNNs, Transformer, TCN), read step_len days of d_feat features from a
+    TSDatasetH (gru_ts, lstm_ts) or read input_dim columns (the MLP); a mismatch fails deep inside torch."""
     d_feat = hyper.get("d_feat")
+    time_series = DEEP_MODELS[class_name].time_series
+    if time_series != time_series_data:
+        return (f"model={model_name} reads " + ("step_len days of features from Qlib's TSDatasetH" if time_series
+                else "one row a day") + ", and this dataset is " + ("a TSDatasetH" if time_series_data else
+                "one row a day") + ": train it on its own, not beside models that read the other shape")
+    if time_series and d_feat and int(d_feat) != n_features:
+        return (f"model={model_name} reads d_feat={d_feat} features a day, but the features have {n_features} "
+                f"columns: set model.d_feat={n_features}")
     if d_feat and n_features % int(d_feat):
         return (f"model={model_name} reads rows of d_feat={d_feat} features a day, but the features "
                 f"have {n_features} columns: use features=alpha360 (6 x 60 days)")
@@ -200,3 +245,15 @@ def input_problem(model_name: str, hyper: dict, n_features: int) -> str | None:
         return (f"model.pt_model_kwargs.input_dim={input_dim}, but the features have {n_features} columns: "
                 f"set model.pt_model_kwargs.input_dim={n_features}")
     return None
+
+
+IC_LOSS_MIN_STOCKS = 50  # qlib.contrib.meta.data_selection.utils.ICLoss: skip_size
+
+
+def ic_loss_problem(model_name: str, most_stocks_a_day: int) -> str | None:
+    """DNNModelPytorch scores each evaluation by Qlib's ICLoss, which skips days with fewer than 50 stocks; with
+    every day skipped, Qlib calls a debugger that is not installed (ModuleNotFoundError: ipdb)."""
+    if most_stocks_a_day >= IC_LOSS_MIN_STOCKS:
+        return None
+    return (f"model={model_name} scores validation by Qlib's daily IC over at least {IC_LOSS_MIN_STOCKS} stocks, and "
+            f"the valid segment has at most {most_stocks_a_day} a day: use a larger universe")

@@ -131,7 +131,7 @@ def _log_model(flavor: Any, native: Any, model_id: str, signature: Any, example:
         name="model",
         model_id=model_id,
         signature=signature,
-        input_example=example.head(2),
+        input_example=example.head(2) if hasattr(example, "head") else example[:2],
         **{"pip_requirements": flavor.get_default_pip_requirements(), **extra},
     )
 
@@ -150,14 +150,15 @@ def native_predict(flavor: str, native: Any, frame):
     return native.predict(frame)
 
 
-def network_predict(network: Any, frame: Any) -> Any:
-    """A network's scores for a feature frame, as the MLflow pytorch flavour computes them (float32 input)."""
+def network_predict(network: Any, inputs: Any) -> Any:
+    """A network's scores for a feature frame (or a TSDatasetH model's samples, an array), as the MLflow pytorch
+    flavour computes them (float32 input)."""
     import numpy as np
     import torch
 
     network.eval()
     with torch.no_grad():
-        out = network(torch.from_numpy(np.asarray(frame.values, dtype=np.float32)))
+        out = network(torch.from_numpy(np.asarray(getattr(inputs, "values", inputs), dtype=np.float32)))
     return out.reshape(-1).cpu().numpy()
 
 

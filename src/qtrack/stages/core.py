@@ -167,11 +167,16 @@ def _fit(
 
 
 def _check_network_inputs(spec: specs.ModelSpec, data: PreparedData) -> None:
+    from qtrack.data.qlib_dataset import frames
     from qtrack.errors import QtrackError
-    from qtrack.models.deep import input_problem
+    from qtrack.models.deep import ic_loss_problem, input_problem
 
     columns = data.dataset.handler.get_cols("feature")
-    problem = input_problem(spec.name, spec.init_kwargs, len(columns))
+    time_series_data = type(data.dataset).__name__ == "TSDatasetH"
+    problem = input_problem(spec.name, spec.class_name, spec.init_kwargs, len(columns), time_series_data)
+    if problem is None and spec.class_name == "DNNModelPytorch" and "valid" in data.dataset.segments:
+        per_day = frames(data.dataset, "valid", col_set="label").groupby(level="datetime").size()
+        problem = ic_loss_problem(spec.name, int(per_day.max()) if len(per_day) else 0)
     if problem:
         raise QtrackError(problem)
 

@@ -187,9 +187,11 @@ def _holdout_score(pipeline: Any, data: Any, metric: str) -> float:
     """The champion's score on the challenger's holdout, through the champion's own feature pipeline."""
     from qlib.data.dataset.handler import DataHandlerLP
 
+    from qtrack.data.qlib_dataset import frames
+
     start, end = data.segments.as_dict()["test"]
     pred = registry.score(pipeline, start, end)
-    label = data.dataset.prepare("test", col_set="label", data_key=DataHandlerLP.DK_R).iloc[:, 0]
+    label = frames(data.dataset, "test", col_set="label", data_key=DataHandlerLP.DK_R).iloc[:, 0]
     return metrics.signal_metrics(pred, label)[metric]
 
 
