@@ -51,3 +51,13 @@ def feature_rows(dataset: Any, days: Any, count: int) -> Any:
     sampler = dataset.prepare(days, col_set="feature", data_key=DataHandlerLP.DK_I)
     sampler.config(fillna_type="ffill+bfill")
     return np.stack([sampler[index] for index in range(min(count, len(sampler)))]).astype("float32")
+
+
+def with_segments(dataset: Any, handler: Any, segments: dict) -> Any:
+    """A dataset of the same kind as `dataset` (a DatasetH, or a TSDatasetH of its step_len) over `handler` and
+    `segments`: a walk-forward window's view of the shared handler."""
+    from qlib.data.dataset import TSDatasetH
+
+    if isinstance(dataset, TSDatasetH):
+        return TSDatasetH(handler=handler, segments=segments, step_len=dataset.step_len)
+    return DatasetH(handler=handler, segments=segments)

@@ -124,16 +124,16 @@ def _window_config(base: Any, segs: Segments) -> Any:
 
 def _window_data(base: Any, data: PreparedData, segs: Segments) -> PreparedData:
     """The shared handler with its learnable processors re-fitted on this window's train span only, seen
-    through a DatasetH with the window's segments."""
+    through a dataset of the same kind with the window's segments."""
     from qtrack.data.dataset import pipeline_bytes
-    from qtrack.data.qlib_dataset import DatasetH
+    from qtrack.data.qlib_dataset import with_segments
 
     handler = data.dataset.handler
     for processor in handler.get_all_processors():
         if hasattr(processor, "fit_start_time"):
             processor.fit_start_time, processor.fit_end_time = segs.as_dict()["train"]
     handler.fit_process_data()
-    dataset = DatasetH(handler=handler, segments={name: list(span) for name, span in segs.as_dict().items()})
+    dataset = with_segments(data.dataset, handler, {name: list(span) for name, span in segs.as_dict().items()})
     codes = benchmark_codes(base, data.source)
     # binned=None: LightGBM's cached binned sets belong to the static split's segments, not this window's
     return dataclasses.replace(data, segments=segs, dataset=dataset, benchmark=benchmark_returns(codes, segs),
