@@ -13,8 +13,9 @@ Both tools read the same Qlib directory. The workflow is Qlib's examples/benchma
   difference in wall time divided by the difference in epochs, so start-up, features and records cancel out.
 - Peak memory: the whole process tree's RSS, sampled every 50 ms (bench_vs_qrun.measure).
 - Metrics: IC and the excess return with cost, which must agree.
-- A sweep of N trials (`run_optimization`, pruning off) against N separate `qtrack train` processes with the same
-  epochs. Every one of those trains finds the dataset in the feature cache.
+- A sweep of N trials (`run_optimization`, pruning off, only `lr` sampled so every network has the same size)
+  against N separate `qtrack train` processes with the same epochs. Every one of those trains finds the dataset in
+  the feature cache.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def sweep_against_trains(work: Path, name: str, trials: int, epochs: int, env: d
     common = [f"dataset.name={name}", "model=gru", f"model.n_epochs={epochs}", f"model.early_stop={epochs + 1}",
               "mlflow.plots=false", "mlflow.log_model=false"]
     sweep, _ = measure([str(Path(sys.executable).parent / "run_optimization"), "--trials", str(trials), *common,
-                        "optimize.pruner=none", "hydra.run.dir=outputs/sweep"], work, env)
+                        "optimize.pruner=none", "hydra.run.dir=outputs/sweep",
+                        # only lr is sampled: every trial's network is the size of the separate trains'
+                        "~search_space.hidden_size", "~search_space.num_layers", "~search_space.dropout",
+                        "~search_space.batch_size"], work, env)
     start = time.perf_counter()
     for index in range(trials):
         measure([QTRACK, "train", *common, f"seed={index}", "-q", f"hydra.run.dir=outputs/train{index}"], work, env)
@@ -117,6 +121,7 @@ def main() -> None:
     parser.add_argument("--topk", type=int, default=20)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--sweep-epochs", type=int, default=2)
+    parser.add_argument("--sweep-only", action="store_true", help="skip the qrun comparison")
     args = parser.parse_args()
     low, high = (int(value) for value in args.epochs.split(","))
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,22 +132,29 @@ def main() -> None:
         spans = segments(name, env)
         print(f"{time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores; data {name}; segments {spans}; torch threads {args.threads}", flush=True)
-        runs = {epochs: run_pair(work, data, spans, epochs, env, args.topk) for epochs in (low, high)}
-        per_epoch = {tool: (runs[high][tool][0] - runs[low][tool][0]) / (high - low) for tool in ("qrun", "qtrack")}
-        print(f"seconds per epoch: qrun {per_epoch['qrun']:.2f}, qtrack {per_epoch['qtrack']:.2f} "
-              f"({per_epoch['qtrack'] / per_epoch['qrun']:.3f}x)")
-        peaks = {tool: max(runs[epochs][tool][1] for epochs in runs) for tool in ("qrun", "qtrack")}
-        print(f"peak memory: qrun {peaks['qrun']:.0f} MiB, qtrack {peaks['qtrack']:.0f} MiB "
-              f"({peaks['qtrack'] / peaks['qrun']:.3f}x)")
-        for epochs, pair in runs.items():
-            differences = {key: abs(pair["qtrack"][2][key] - value) for key, value in pair["qrun"][2].items()
-                           if key in pair["qtrack"][2]}
-            print(f"{epochs} epochs: max |qtrack - qrun| over {len(differences)} metrics: "
-                  f"{max(differences.values()):.3g}")
+        if not args.sweep_only:
+            compare_with_qrun(work, data, spans, env, args, (low, high))
         if args.trials:
             sweep, trains = sweep_against_trains(work, name, args.trials, args.sweep_epochs, env)
             print(f"{args.trials} trials x {args.sweep_epochs} epochs: one sweep {sweep:.1f} s, {args.trials} separate "
                   f"trains {trains:.1f} s ({sweep / trains:.3f}x)")
+
+
+def compare_with_qrun(work: Path, data: Path, spans: dict, env: dict, args: argparse.Namespace,
+                      epochs_pair: tuple[int, int]) -> None:
+    low, high = epochs_pair
+    runs = {epochs: run_pair(work, data, spans, epochs, env, args.topk) for epochs in (low, high)}
+    per_epoch = {tool: (runs[high][tool][0] - runs[low][tool][0]) / (high - low) for tool in ("qrun", "qtrack")}
+    print(f"seconds per epoch: qrun {per_epoch['qrun']:.2f}, qtrack {per_epoch['qtrack']:.2f} "
+          f"({per_epoch['qtrack'] / per_epoch['qrun']:.3f}x)")
+    peaks = {tool: max(runs[epochs][tool][1] for epochs in runs) for tool in ("qrun", "qtrack")}
+    print(f"peak memory: qrun {peaks['qrun']:.0f} MiB, qtrack {peaks['qtrack']:.0f} MiB "
+          f"({peaks['qtrack'] / peaks['qrun']:.3f}x)")
+    for epochs, pair in runs.items():
+        differences = {key: abs(pair["qtrack"][2][key] - value) for key, value in pair["qrun"][2].items()
+                       if key in pair["qtrack"][2]}
+        print(f"{epochs} epochs: max |qtrack - qrun| over {len(differences)} metrics: "
+              f"{max(differences.values()):.3g}")
 
 
 if __name__ == "__main__":

@@ -5,21 +5,18 @@ on a Qlib directory the test writes (330 days), with fewer epochs and smaller ne
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
 from helpers import run_cli, tracking_uri
-from helpers.qlib_directory import write_qlib_directory
+from helpers.qlib_directory import qrun_workflow, write_qlib_directory
 
 pytest.importorskip("torch", reason="the deep models need PyTorch: pip install 'qtrack[torch]'")
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-SEGMENTS = {"train": ["2015-01-05", "2015-08-31"], "valid": ["2015-09-03", "2015-11-30"],
-            "test": ["2015-12-03", "2016-03-25"]}
 # Qlib's benchmark kwargs (examples/benchmarks/GRU and MLP, Alpha360), smaller, with a seed as the issue asks.
 GRU = {"class": "GRU", "module_path": "qlib.contrib.model.pytorch_gru",
        "kwargs": {"d_feat": 6, "hidden_size": 16, "num_layers": 1, "dropout": 0.0, "n_epochs": 3, "lr": 1e-3,
@@ -34,20 +31,7 @@ COMPARED = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 
 def workflow(data: Path, uri: str, model: dict) -> dict:
     """Qlib's Alpha360 benchmark workflow (examples/benchmarks/GRU/workflow_config_gru_Alpha360.yaml)."""
-    base = yaml.safe_load((FIXTURES / "workflow_config_gru_Alpha360.yaml").read_text())
-    base["qlib_init"] = {"provider_uri": str(data), "region": "cn", "exp_manager": {
-        "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
-        "kwargs": {"uri": uri, "default_exp_name": "qrun"}}}
-    task = base["task"]
-    task["model"] = copy.deepcopy(model)
-    task["dataset"]["kwargs"]["handler"]["kwargs"].update(
-        start_time=SEGMENTS["train"][0], end_time=SEGMENTS["test"][1], fit_start_time=SEGMENTS["train"][0],
-        fit_end_time=SEGMENTS["train"][1])
-    task["dataset"]["kwargs"]["segments"] = SEGMENTS
-    port = task["record"][2]["kwargs"]["config"]
-    port["strategy"]["kwargs"].update(topk=8, n_drop=2)
-    port["backtest"].update(start_time=SEGMENTS["test"][0], end_time=SEGMENTS["test"][1])
-    return base
+    return qrun_workflow(FIXTURES / "workflow_config_gru_Alpha360.yaml", data, uri, model)
 
 
 @pytest.fixture(scope="module")

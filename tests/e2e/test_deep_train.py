@@ -24,9 +24,9 @@ EPOCH_METRICS = ("loss.train", "loss.valid", "metric.train", "metric.valid")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path):
     folder = tmp_path_factory.mktemp("deep")
-    env = {"QTRACK_DATA_ROOT": str(folder / "data")}
+    env = {"QTRACK_DATA_ROOT": str(shared_data_root)}  # the tiny market and its Alpha360 features, built once
     result = run_cli(["train", *GRU, WITH_MODEL], cwd=folder, env=env)
     assert result.code == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri(folder))

@@ -18,12 +18,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from helpers import TINY, WITH_MODEL, run_cli, tracking_uri
-from helpers.qlib_directory import INDEX, STOCKS, write_qlib_directory
+from helpers.qlib_directory import INDEX, SEGMENTS, STOCKS, qrun_workflow, write_qlib_directory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 QLIB_LIGHTGBM_WORKFLOW = FIXTURES / "workflow_config_lightgbm_Alpha158.yaml"
-SEGMENTS = {"train": ["2015-01-05", "2015-08-31"], "valid": ["2015-09-03", "2015-11-30"],
-            "test": ["2015-12-03", "2016-03-25"]}  # label-horizon gaps between them, as qtrack keeps
 SIGNAL_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 
 
@@ -40,20 +38,7 @@ def latest_run(uri: str, experiment: str):
 
 def workflow(data: Path, uri: str, model: dict) -> dict:
     """Qlib's LightGBM benchmark workflow, pointed at the test's directory, segments and store."""
-    base = yaml.safe_load(QLIB_LIGHTGBM_WORKFLOW.read_text())
-    base["qlib_init"] = {"provider_uri": str(data), "region": "cn", "exp_manager": {
-        "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
-        "kwargs": {"uri": uri, "default_exp_name": "qrun"}}}
-    task = base["task"]
-    task["model"] = model
-    handler = task["dataset"]["kwargs"]["handler"]["kwargs"]
-    handler.update(start_time=SEGMENTS["train"][0], end_time=SEGMENTS["test"][1], fit_start_time=SEGMENTS["train"][0],
-                   fit_end_time=SEGMENTS["train"][1])
-    task["dataset"]["kwargs"]["segments"] = SEGMENTS
-    port = task["record"][2]["kwargs"]["config"]
-    port["strategy"]["kwargs"].update(topk=8, n_drop=2)
-    port["backtest"].update(start_time=SEGMENTS["test"][0], end_time=SEGMENTS["test"][1])
-    return base
+    return qrun_workflow(QLIB_LIGHTGBM_WORKFLOW, data, uri, model)
 
 
 LIGHTGBM = {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",

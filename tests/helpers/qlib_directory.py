@@ -41,3 +41,30 @@ def write_qlib_directory(root: Path, seed: int = 7, days: int = 330, stocks: int
     (root / "instruments" / "csi300.txt").write_text("".join(f"{code}\t{span}\n" for code in codes))
     (root / "instruments" / "all.txt").write_text("".join(f"{code}\t{span}\n" for code in [*codes, INDEX]))
     return root
+
+
+# Segments over the directory's days, with label-horizon gaps between them, as qtrack keeps.
+SEGMENTS = {"train": ["2015-01-05", "2015-08-31"], "valid": ["2015-09-03", "2015-11-30"],
+            "test": ["2015-12-03", "2016-03-25"]}
+
+
+def qrun_workflow(fixture: Path, data: Path, uri: str, model: dict) -> dict:
+    """One of Qlib's benchmark workflow files, pointed at a written directory, SEGMENTS and a tracking store."""
+    import copy
+
+    import yaml
+
+    base = yaml.safe_load(fixture.read_text())
+    base["qlib_init"] = {"provider_uri": str(data), "region": "cn", "exp_manager": {
+        "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+        "kwargs": {"uri": uri, "default_exp_name": "qrun"}}}
+    task = base["task"]
+    task["model"] = copy.deepcopy(model)
+    task["dataset"]["kwargs"]["handler"]["kwargs"].update(
+        start_time=SEGMENTS["train"][0], end_time=SEGMENTS["test"][1], fit_start_time=SEGMENTS["train"][0],
+        fit_end_time=SEGMENTS["train"][1])
+    task["dataset"]["kwargs"]["segments"] = SEGMENTS
+    port = task["record"][2]["kwargs"]["config"]
+    port["strategy"]["kwargs"].update(topk=8, n_drop=2)
+    port["backtest"].update(start_time=SEGMENTS["test"][0], end_time=SEGMENTS["test"][1])
+    return base
