@@ -73,8 +73,9 @@ def workflow(data: Path, uri: str, spans: dict, epochs: int, experiment: str, to
                    fit_start_time=spans["train"][0], fit_end_time=spans["train"][1])
     task["dataset"]["kwargs"]["segments"] = spans
     port = task["record"][2]["kwargs"]["config"]
-    universe = qlib_format.read_instruments(data, "all")["symbol"].tolist()  # qtrack's default: equal-weighted
-    port["backtest"].update(start_time=spans["test"][0], end_time=spans["test"][1], benchmark=universe)
+    # one instrument as the benchmark (--from-qrun takes one code): the same excess returns for both tools
+    first = qlib_format.read_instruments(data, "all")["symbol"].tolist()[0]
+    port["backtest"].update(start_time=spans["test"][0], end_time=spans["test"][1], benchmark=first)
     port["backtest"]["exchange_kwargs"]["limit_threshold"] = None
     port["strategy"]["kwargs"].update(topk=topk, n_drop=max(1, topk // 10))
     return base
