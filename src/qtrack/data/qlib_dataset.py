@@ -27,14 +27,20 @@ class DatasetH(SegmentHook, QlibDatasetH):
         return fetch_df_by_col(rows, col_set)
 
 
+def is_time_series(dataset: Any) -> bool:
+    """A TSDatasetH: its segments are samplers of step_len days, not frames."""
+    from qlib.data.dataset import TSDatasetH
+
+    return isinstance(dataset, TSDatasetH)
+
+
 def frames(dataset: Any, segments: Any, **kwargs: Any) -> Any:
     """`dataset.prepare` as frames, for a TSDatasetH too, whose `prepare` returns samplers (Qlib's SignalRecord
     reads a TSDatasetH's labels the same way)."""
     from qlib.data.dataset import DatasetH as PlainDatasetH
-    from qlib.data.dataset import TSDatasetH
     from qlib.utils.mod import class_casting
 
-    if isinstance(dataset, TSDatasetH):
+    if is_time_series(dataset):
         with class_casting(dataset, PlainDatasetH):
             return dataset.prepare(segments, **kwargs)
     return dataset.prepare(segments, **kwargs)
@@ -44,9 +50,8 @@ def feature_rows(dataset: Any, days: Any, count: int) -> Any:
     """The first `count` model inputs on `days`: feature rows (a frame), or for a TSDatasetH the samples a network
     reads (an array of count x step_len x features, with Qlib's ffill+bfill)."""
     import numpy as np
-    from qlib.data.dataset import TSDatasetH
 
-    if not isinstance(dataset, TSDatasetH):
+    if not is_time_series(dataset):
         return dataset.prepare(days, col_set="feature", data_key=DataHandlerLP.DK_I).head(count)
     sampler = dataset.prepare(days, col_set="feature", data_key=DataHandlerLP.DK_I)
     sampler.config(fillna_type="ffill+bfill")
@@ -58,6 +63,6 @@ def with_segments(dataset: Any, handler: Any, segments: dict) -> Any:
     `segments`: a walk-forward window's view of the shared handler."""
     from qlib.data.dataset import TSDatasetH
 
-    if isinstance(dataset, TSDatasetH):
+    if is_time_series(dataset):
         return TSDatasetH(handler=handler, segments=segments, step_len=dataset.step_len)
     return DatasetH(handler=handler, segments=segments)

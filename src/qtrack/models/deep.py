@@ -79,7 +79,7 @@ class EpochEvents:
         self.evaluations: list[tuple[float, float]] = []  # test_epoch's (loss, score), train then valid
         self.qlib_logged: dict[str, float] = {}
         self.qlib_step: int | None = None
-        self.epochs: list[int] = []
+        self.epochs = 0
         self.best: tuple[int, float] | None = None
 
     def log_metrics(self, step: int | None = None, **metrics: Any) -> None:
@@ -90,18 +90,18 @@ class EpochEvents:
     def valid_appended(self, value: float) -> None:
         if self.evaluations:  # the GRU family: test_epoch on train, then on valid
             (train_loss, train_score), (valid_loss, valid_score) = self.evaluations[-2:]
-            step = len(self.epochs)
+            step = self.epochs
             metrics = {"loss.train": train_loss, "loss.valid": valid_loss,
                        "metric.train": train_score, "metric.valid": valid_score}
             objective = valid_score
         else:  # DNNModelPytorch: the mean train loss since the last evaluation, the valid loss, R's metric
-            step = int(self.qlib_step or len(self.epochs))
+            step = int(self.qlib_step or self.epochs)
             metrics = {"loss.train": float(self.results["train"][-1]), "loss.valid": value}
             if "val_metric" in self.qlib_logged:
                 metrics["metric.valid"] = self.qlib_logged["val_metric"]
             objective = value
         self._keep_best(step, objective)
-        self.epochs.append(step)
+        self.epochs += 1
         for callback in self.callbacks:
             callback(step, metrics)
 

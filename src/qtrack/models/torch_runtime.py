@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from qtrack.errors import QtrackError
-
-DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-INSTALL_HINT = "pip install 'qtrack[torch]' (PyTorch 2.13.0; docs/deep_models.md says which build)"
-
-
-def torch_missing() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is None
 
 
 def qlib_gpu(device: str) -> int:
@@ -56,14 +46,12 @@ def device_tags(model: Any) -> dict[str, str]:
     return tags
 
 
-def log_weights(client: Any, run_id: str, network: Any) -> None:
-    """The best epoch's weights (the network's state after fit), as `best_epoch.pt`."""
-    import tempfile
-    from pathlib import Path
+def weights_bytes(network: Any) -> bytes:
+    """The network's state (after fit: the best epoch's weights), as torch.save writes it."""
+    import io
 
     import torch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "best_epoch.pt"
-        torch.save(network.state_dict(), path)
-        client.log_artifact(run_id, str(path))
+    buffer = io.BytesIO()
+    torch.save(network.state_dict(), buffer)
+    return buffer.getvalue()

@@ -167,12 +167,12 @@ def _fit(
 
 
 def _check_network_inputs(spec: specs.ModelSpec, data: PreparedData) -> None:
-    from qtrack.data.qlib_dataset import frames
+    from qtrack.data.qlib_dataset import frames, is_time_series
     from qtrack.errors import QtrackError
     from qtrack.models.deep import ic_loss_problem, input_problem
 
     columns = data.dataset.handler.get_cols("feature")
-    time_series_data = type(data.dataset).__name__ == "TSDatasetH"
+    time_series_data = is_time_series(data.dataset)
     problem = input_problem(spec.name, spec.class_name, spec.init_kwargs, len(columns), time_series_data)
     if problem is None and spec.class_name == "DNNModelPytorch" and "valid" in data.dataset.segments:
         per_day = frames(data.dataset, "valid", col_set="label").groupby(level="datetime").size()
@@ -198,7 +198,7 @@ def _log_deep_fit(client: Any, run_id: str, spec: specs.ModelSpec, model: Any) -
         client.set_tag(run_id, name, value)
     if model.best_epoch is not None:
         tracking.log_metrics(client, run_id, {"best_epoch": model.best_epoch})
-    torch_runtime.log_weights(client, run_id, model.network)
+    records.log_bytes(client, run_id, torch_runtime.weights_bytes(model.network), "best_epoch.pt")
 
 
 def _seed_everything(seed: int) -> None:
