@@ -11,7 +11,7 @@ Both tools read the same Qlib directory. The workflow is Qlib's examples/benchma
 
 - Seconds per epoch: each tool runs the workflow at two epoch counts (early stopping off). Per epoch is the
   difference in wall time divided by the difference in epochs, so start-up, features and records cancel out.
-- Peak memory: the whole process tree's RSS, sampled every 50 ms (bench_vs_qrun.measure).
+- Peak memory: the whole process tree's PSS, sampled every 50 ms (bench_vs_qrun.measure).
 - Metrics: IC and the excess return with cost, which must agree.
 - A sweep of N trials (`run_optimization`, pruning off, only `lr` sampled so every network has the same size)
   against N separate `qtrack train` processes with the same epochs. Every one of those trains finds the dataset in

@@ -3,17 +3,19 @@
 
     python scripts/bench_vs_qrun.py --data ~/.qtrack/data/sp500 \
         --train 2009-01-02,2013-12-31 --valid 2014-01-06,2014-12-31 --test 2015-01-06,2016-12-28
+    python scripts/bench_vs_qrun.py --sp500 ../shared/data/sp500_sample     # real data, automatic segments
 
 It resolves the segments as qtrack does (label-horizon gaps), writes the equivalent qrun workflow YAML
 (LightGBM with qtrack's hyperparameters, Alpha158, SignalRecord + SigAnaRecord + PortAnaRecord, the
 equal-weighted universe as benchmark), then runs, in a fresh folder: qrun, qtrack cold (empty feature
-cache) and qtrack warm (cache filled). It reports wall time, peak memory (the summed RSS of the whole
-process tree, sampled every 50 ms: qtrack's feature workers are child processes) and the metrics.
+cache) and qtrack warm (cache filled). It reports wall time, peak memory (the summed PSS of the whole
+process tree, sampled every 50 ms: Qlib's feature workers are child processes) and the metrics.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -30,22 +32,92 @@ QLIB_MODULES = {"LGBModel": "qlib.contrib.model.gbdt", "CatBoostModel": "qlib.co
 METRICS = ("IC", "ICIR", "Rank IC", "1day.excess_return_with_cost.annualized_return")
 
 
-def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak tree RSS in MiB; exits with the command's stderr on failure."""
+def _sample(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int, str]:
+    """Wall seconds, peak memory of the process tree in MiB (sampled every 50 ms), the return code and stderr.
+
+    Memory is the sum of the processes' proportional set sizes (PSS): a page two processes share counts half in
+    each. Summed RSS counted a child started with vfork (Python's subprocess) as a second copy of its parent
+    until it ran its program: a 2.3 GB train measured 3.7 GB in two runs of four."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    wall = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:2])} failed:\n{process.stderr.read()[-3000:]}")
-    return wall, peak / 2**20
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        root, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(_pss(p) for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        wall = time.perf_counter() - start
+        errors.seek(0)
+        return wall, peak / 2**20, process.returncode, errors.read()
+
+
+def _pss(process: psutil.Process) -> int:
+    try:
+        return process.memory_full_info().pss
+    except (psutil.AccessDenied, AttributeError):
+        return process.memory_info().rss
+
+
+def without_torch(qrun: str, *args: str) -> list[str]:
+    """qrun as it runs where PyTorch is not installed. Qlib's model package imports every PyTorch model it finds
+    (7 s and about 300 MiB a process here), which a LightGBM workflow never uses."""
+    python = str(Path(qrun).parent / "python")
+    code = ("import sys\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from qlib.cli.run import run\n"
+            f"sys.argv = ['qrun', *{list(args)!r}]\n"
+            "sys.exit(run())\n")
+    return [python, "-c", code]
+
+
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+def measure_capped(command: list[str], cwd: Path, env: dict[str, str], cap_gb: float) -> tuple[float, float, bool]:
+    """Wall seconds, peak tree memory (PSS) in MiB and whether the run ran out of memory, under a memory cap: a
+    cgroup v1 memory group under this process's own (the kernel then ends this run alone), else `prlimit --as`."""
+    group = _memory_group(cap_gb)
+    if group is not None:
+        wrapped = ["sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec "$@"', "capped", *command]
+    else:
+        wrapped = ["prlimit", f"--as={int(cap_gb * 2**30)}", *command]
+    try:
+        wall, peak, returncode, stderr = _sample(wrapped, cwd, env)
+    finally:
+        if group is not None:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+    out_of_memory = returncode == -9 or "MemoryError" in stderr or "std::bad_alloc" in stderr
+    if returncode != 0 and not out_of_memory:
+        raise SystemExit(f"{' '.join(command[:3])} failed:\n{stderr[-3000:]}")
+    return wall, peak, out_of_memory
+
+
+def _memory_group(cap_gb: float) -> Path | None:
+    try:
+        own = next(line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                   if line.split(":", 2)[1] == "memory")
+        group = CGROUP_MEMORY / own.strip("/") / f"bench{os.getpid()}_{time.monotonic_ns()}"
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(int(cap_gb * 2**30)))
+        return group
+    except (OSError, StopIteration):
+        return None
+
+
+def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak tree memory (PSS) in MiB; exits with the command's stderr on failure."""
+    wall, peak, returncode, stderr = _sample(command, cwd, env)
+    if returncode != 0:
+        raise SystemExit(f"{' '.join(command[:2])} failed:\n{stderr[-3000:]}")
+    return wall, peak
 
 
 def resolved_setup(data: Path, overrides: list[str]) -> tuple[dict, dict]:
@@ -141,22 +213,35 @@ def latest_metrics(uri: str, experiment: str) -> dict[str, float]:
     return {k: run.data.metrics.get(k, float("nan")) for k in METRICS}
 
 
+def imported_sample(folder: Path, root: Path) -> Path:
+    """The CSV folder imported by `qtrack data import` (the importer's cleaning included) as dataset `sp500`."""
+    env = {**os.environ, "QTRACK_DATA_ROOT": str(root)}
+    qtrack = str(Path(sys.executable).parent / "qtrack")
+    subprocess.run([qtrack, "data", "import", str(folder.expanduser().absolute()), "--name", "sp500"], env=env,
+                   check=True, capture_output=True, text=True)
+    return root / "sp500"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="a Qlib data directory")
-    parser.add_argument("--train", required=True, help="START,END")
-    parser.add_argument("--valid", required=True, help="START,END")
-    parser.add_argument("--test", required=True, help="START,END")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a Qlib data directory")
+    source.add_argument("--sp500", type=Path, help="a folder of daily price CSVs (the S&P sample), imported first")
+    parser.add_argument("--train", help="START,END (default: qtrack's automatic segments)")
+    parser.add_argument("--valid", help="START,END")
+    parser.add_argument("--test", help="START,END")
     parser.add_argument("--market", default="all")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
     args = parser.parse_args()
 
-    data = args.data.expanduser().absolute()
+    imported = tempfile.TemporaryDirectory() if args.sp500 else None
+    data = imported_sample(args.sp500, Path(imported.name)) if args.sp500 else args.data.expanduser().absolute()
     os.environ["QTRACK_DATA_ROOT"] = str(data.parent)
     overrides = [
         f"dataset.name={data.name}",
         f"dataset.market={args.market}",
-        *(f"dataset.segments.{name}=[{getattr(args, name)}]" for name in ("train", "valid", "test")),
+        *(f"dataset.segments.{name}=[{getattr(args, name)}]" for name in ("train", "valid", "test")
+          if getattr(args, name)),
     ]
     cfg, segments = resolved_setup(data, overrides)
     resolved = [f"dataset.segments.{k}=[{v[0]},{v[1]}]" for k, v in segments.items()]
@@ -183,7 +268,7 @@ def main() -> None:
         ]
 
         results = {}
-        results["qrun"] = measure([str(bin_dir / "qrun"), "workflow.yaml"], work, env)
+        results["qrun"] = measure(without_torch(str(bin_dir / "qrun"), "workflow.yaml"), work, env)
         results["qtrack cold"] = measure(qtrack_args, work, env)
         results["qtrack warm"] = measure(qtrack_args, work, env)
         metrics = {

@@ -172,3 +172,33 @@ def test_mapped_pickle_round_trip_private_writes_and_damage(tmp_path):
         path.write_bytes(damaged)
         with pytest.raises(mapped_pickle.UnreadableEntry):
             mapped_pickle.load(path)
+
+
+def test_mapped_pickle_keeps_a_frames_row_slice_out_of_the_stream(tmp_path):
+    """A handler's frame is often the first days of a larger one (a strided view). It is written as its base and
+    its geometry, not copied into the pickle stream, and it loads as the same frame, as a view again."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from qtrack.data import mapped_pickle
+
+    index = pd.MultiIndex.from_product([pd.date_range("2020-01-01", periods=300), range(40)],
+                                       names=["datetime", "instrument"])
+    values = np.asfortranarray(np.random.default_rng(1).random((len(index), 8), dtype=np.float32))
+    whole = pd.DataFrame(values, index=index, copy=False)  # F order, as the fast engine's frame
+    first_days = whole.iloc[: 200 * 40]
+    block = first_days._mgr.blocks[0].values
+    assert not (block.flags.c_contiguous or block.flags.f_contiguous), "the case: a strided view"
+    path = tmp_path / "entry"
+    with path.open("wb") as out:
+        mapped_pickle.dump(first_days, out)
+    loaded = mapped_pickle.load(path)
+    pd.testing.assert_frame_equal(loaded, first_days, check_exact=True)
+    with path.open("rb") as handle:
+        handle.seek(8)
+        length = int.from_bytes(handle.read(8), "little")
+        stream_bytes = json.loads(handle.read(length))["parts"][0][1]
+    assert stream_bytes < 2**16 < block.nbytes, "the values went out of band, not into the stream"
+    assert path.stat().st_size < whole.memory_usage().sum() + 2**16

@@ -12,6 +12,7 @@ and of every buffer and the total size, then the stream and the buffers.
 
 from __future__ import annotations
 
+import io
 import json
 import mmap
 import pickle
@@ -37,7 +38,9 @@ def dump(obj: Any, out: BinaryIO) -> None:
         buffers.append(buffer)
         return False
 
-    stream = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+    stream = io.BytesIO()
+    _ViewPickler(stream, protocol=5, buffer_callback=out_of_band).dump(obj)
+    stream = stream.getbuffer()
     parts = [memoryview(stream), *(buffer.raw() for buffer in buffers)]
     header, offsets = _layout([part.nbytes for part in parts])
     out.write(MAGIC + struct.pack("<Q", len(header)) + header)
@@ -46,6 +49,32 @@ def dump(obj: Any, out: BinaryIO) -> None:
         out.write(b"\0" * (offset - position))
         out.write(part)
         position = offset + part.nbytes
+
+
+class _ViewPickler(pickle.Pickler):
+    """Pickles a strided view of a contiguous array (a frame's rows up to a day: the handler's frame is one)
+    as its base and the view's geometry. numpy would copy the view's bytes into the stream: a second whole
+    dataset in memory while the entry is written. The base goes out of band, and loading rebuilds the view."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        import numpy as np
+
+        if type(obj) is not np.ndarray or obj.flags.c_contiguous or obj.flags.f_contiguous or obj.dtype.hasobject:
+            return NotImplemented
+        base = obj
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        contiguous = base.flags.c_contiguous or base.flags.f_contiguous
+        if base is obj or not contiguous or base.dtype != obj.dtype:
+            return NotImplemented
+        offset = obj.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        return _view, (base.ravel(order="K"), obj.shape, obj.strides, offset)  # in memory order: no copy
+
+
+def _view(memory: Any, shape: tuple, strides: tuple, offset: int) -> Any:
+    import numpy as np
+
+    return np.ndarray(shape, dtype=memory.dtype, buffer=memory, offset=offset, strides=strides)
 
 
 def load(path: Path) -> Any:

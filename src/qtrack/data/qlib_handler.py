@@ -7,6 +7,11 @@ Qlib's copy also consolidates the frame's blocks, so it briefly holds three copi
 500-symbol, 14-year market the build's peak fell from 4813.5 MiB to the loading peak, 4202.5 MiB.
 Features, labels and processor fitting are Qlib's; the frames are equal to Qlib's handler's.
 
+Qlib also keeps a second whole frame for learning (`_learn`: the inference frame after the learn processors),
+although Alpha158's and Alpha360's learn processors only drop rows without a label and normalise the label
+each day. `LearnOnDemand` (qtrack.data.learn_rows) builds a segment's learning rows when they are asked for
+instead: one copy of the dataset in memory instead of two.
+
 `engine="fast"` swaps Qlib's expression engine for qtrack's (qtrack.features), which computes the same
 expressions, read from the handler's own loader config, to the same float32 bits, and Qlib's CSZScoreNorm
 for qtrack's (qtrack.data.processors, the same bits too). The engine is a handler argument, so it is part
@@ -19,6 +24,7 @@ from qlib.contrib.data import handler as qlib_handlers
 from qlib.data.dataset.handler import DataHandlerLP
 from qlib.data.dataset.processor import DropnaProcessor, Processor
 
+from qtrack.data.learn_rows import LearnOnDemand
 from qtrack.data.processors import fast_processors
 from qtrack.qlib_compat import ProcessorCopyHook
 
@@ -52,13 +58,13 @@ class EngineSwitch(DataHandlerLP):
         super().__init__(*args, data_loader=data_loader, **kwargs)
 
 
-class Alpha158(LeanCopies, qlib_handlers.Alpha158, EngineSwitch):
+class Alpha158(LearnOnDemand, LeanCopies, qlib_handlers.Alpha158, EngineSwitch):
     def __init__(self, engine: str = "qlib", **kwargs):
         self.engine = engine
         super().__init__(**kwargs)
 
 
-class Alpha360(LeanCopies, qlib_handlers.Alpha360, EngineSwitch):
+class Alpha360(LearnOnDemand, LeanCopies, qlib_handlers.Alpha360, EngineSwitch):
     def __init__(self, engine: str = "qlib", **kwargs):
         self.engine = engine
         super().__init__(**kwargs)

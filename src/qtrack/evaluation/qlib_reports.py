@@ -31,9 +31,21 @@ def qlib_figures(pred: pd.DataFrame, label: pd.DataFrame, report: pd.DataFrame,
 
     with captured_output(), warnings.catch_warnings():  # gym's notice on import; pandas' FutureWarnings
         warnings.simplefilter("ignore")
+        _without_iri_grammars()
         from qlib.contrib.report import analysis_model, analysis_position
 
         return _draw(analysis_model, analysis_position, pred_label(pred, label), report, analysis)
+
+
+def _without_iri_grammars() -> None:
+    """Qlib's report imports plotly's figure factory, which imports nbformat and with it jsonschema. Where the
+    package rfc3987-syntax is installed (Jupyter, which pyqlib requires, brings it), jsonschema builds 38 Lark
+    grammars at import to check the "iri" string formats: 2.2 s of a run's 2.5 s jsonschema import here. Nothing
+    in a qtrack process validates those formats, so jsonschema is imported as if the package were absent."""
+    import sys
+
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # an import of it raises ImportError, which jsonschema skips
 
 
 def _draw(analysis_model, analysis_position, joined: pd.DataFrame, report: pd.DataFrame,

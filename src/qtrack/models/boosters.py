@@ -6,9 +6,9 @@
   so several models can be fitted at once in threads; qtrack logs the curves to the right run.
 - LightGBM's `fit(..., binned_cache=...)` takes its constructed training and validation sets from a
   `qtrack.binned_cache.BinnedCache` (the same sets, loaded instead of rebuilt).
-- LightGBM's sets are given the segment's features as one C-ordered float32 array, copied once from the
-  segment's rows. Qlib's own preparation copies the feature columns into a new frame, whose F-ordered
-  values LightGBM then copies again into C order; at the fit's start that held both copies at once.
+- LightGBM's sets read the segment's rows from the handler's frame a batch at a time (qtrack.models.lgb_rows),
+  so no copy of the training rows is made. Qlib's own preparation copies the feature columns into a new frame,
+  whose values LightGBM then copies again; at the fit's start that held both copies at once.
 
 Training is otherwise Qlib's own code path: the same data preparation, parameters and predictions.
 """
@@ -65,26 +65,40 @@ class LGBModel(SetsHook, QlibLGBModel):
 
     def prepare_sets(self, dataset: Any, reweighter: Any = None) -> list:
         import lightgbm as lgb
-        import numpy as np
-        from qlib.data.dataset.handler import DataHandlerLP
+
+        from qtrack.models.lgb_rows import SelectedRows, StreamedDataset
 
         if reweighter is not None:
             return super().prepare_sets(dataset, reweighter)
         prepared = []
         for key in ("train", "valid"):
-            if key not in dataset.segments:
-                continue
-            frame = dataset.prepare(key, col_set=["feature", "label"], data_key=DataHandlerLP.DK_L)
-            if frame.empty:
-                raise ValueError("Empty data from dataset, please check your dataset config.")
-            columns = np.flatnonzero(frame.columns.get_level_values(0) == "feature")
-            features = np.empty((len(frame), columns.size), dtype=np.result_type(*frame.dtypes.iloc[columns]))
-            for j, column in enumerate(columns):  # a column of a frame is a view: one copy in all
-                features[:, j] = frame.iloc[:, column].to_numpy()
-            label = one_label(frame["label"])
-            del frame
-            prepared.append((lgb.Dataset(features, label=label), key))
+            if key in dataset.segments:
+                features, label = segment_rows(dataset, key)
+                if not len(label):
+                    raise ValueError("Empty data from dataset, please check your dataset config.")
+                make = StreamedDataset if isinstance(features, SelectedRows) else lgb.Dataset
+                prepared.append((make(features, label=label), key))
         return prepared
+
+
+def segment_rows(dataset: Any, key: str) -> tuple[Any, Any]:
+    """A segment's features and label for LightGBM: the rows streamed from the handler's frame where it learns on
+    demand (qtrack.data.learn_rows), else one C-ordered copy of the learning frame's feature columns."""
+    import numpy as np
+    from qlib.data.dataset.handler import DataHandlerLP
+
+    from qtrack.models.lgb_rows import SelectedRows
+
+    handler = dataset.handler
+    if getattr(handler, "learns_on_demand", lambda: False)() and not getattr(dataset, "fetch_kwargs", None):
+        found = handler.learn_rows(dataset.segments[key])
+        return SelectedRows(found.feature_matrix(), found.positions), one_label(found.labels)
+    frame = dataset.prepare(key, col_set=["feature", "label"], data_key=DataHandlerLP.DK_L)
+    columns = np.flatnonzero(frame.columns.get_level_values(0) == "feature")
+    features = np.empty((len(frame), columns.size), dtype=np.result_type(*frame.dtypes.iloc[columns]))
+    for j, column in enumerate(columns):  # a column of a frame is a view: one copy in all
+        features[:, j] = frame.iloc[:, column].to_numpy()
+    return features, one_label(frame["label"])
 
 
 def __getattr__(name: str) -> Any:
