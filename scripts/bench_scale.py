@@ -33,7 +33,7 @@ from bench_vs_qrun import measure_capped, qrun_workflow, resolved_setup, without
 BIN = Path(sys.executable).parent
 
 
-def run_size(work: Path, symbols: int, days: int, cap_gb: float, env: dict, skip_qrun: bool) -> dict:
+def run_size(work: Path, symbols: int, days: int, cap_gb: float, env: dict, with_qrun: bool) -> dict:
     name = f"scale{symbols}"
     synth = [str(BIN / "qtrack"), "data", "synth", "--name", name, "--symbols", str(symbols), "--days", str(days)]
     measure_capped(synth, work, env, cap_gb)
@@ -44,7 +44,7 @@ def run_size(work: Path, symbols: int, days: int, cap_gb: float, env: dict, skip
     train = [str(BIN / "qtrack"), "train", "-q", f"dataset.name={name}", f"hydra.run.dir=outputs/{name}"]
     found["qtrack"] = measure_capped(train, work, env, cap_gb)
     print(f"  {symbols} symbols: qtrack {describe(found['qtrack'])}", flush=True)
-    if not skip_qrun:
+    if with_qrun:
         workflow = work / f"{name}.yaml"
         uri = f"sqlite:///{work / (name + '_qrun.db')}"
         workflow.write_text(yaml.safe_dump(qrun_workflow(cfg, segments, data.resolve(), uri)))
@@ -70,10 +70,11 @@ def main() -> None:
     parser.add_argument("--symbols", default="500,1500,3000")
     parser.add_argument("--days", type=int, default=3500)
     parser.add_argument("--cap-gb", type=float, default=14.0, help="memory cap of each run")
-    parser.add_argument("--skip-qrun", action="store_true")
+    parser.add_argument("--qrun-sizes", default=None, help="run qrun at these symbol counts only (default: all)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     sizes = [int(value) for value in args.symbols.split(",")]
+    qrun_sizes = sizes if args.qrun_sizes is None else [int(value) for value in args.qrun_sizes.split(",") if value]
     print(f"{time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; {args.days} days; "
           f"cap {args.cap_gb} GiB a run", flush=True)
@@ -82,7 +83,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "QTRACK_DATA_ROOT": str(work / "data")}
         env.pop("MLFLOW_TRACKING_URI", None)
-        results = [run_size(work, symbols, args.days, args.cap_gb, env, args.skip_qrun) for symbols in sizes]
+        results = [run_size(work, symbols, args.days, args.cap_gb, env, symbols in qrun_sizes) for symbols in sizes]
     print(f"{'symbols':>8} {'stock-days':>11} {'qtrack peak':>12} {'bytes/row':>10} {'qrun peak':>22}")
     for found in results:
         wall, peak, oom = found["qtrack"]

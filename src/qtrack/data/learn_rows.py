@@ -97,8 +97,10 @@ class LearnOnDemand(DataHandlerLP):
 
     def learn_rows(self, selector: Any) -> LearnRows:
         """The learning rows of the days `selector` picks, with the features left in the inference frame."""
-        whole = super().fetch(slice(None, None), "datetime", DataHandler.CS_RAW, DataHandlerLP.DK_I)
-        rows = days_view(whole, selector) if self.fetch_orig else None  # fetch_orig: `whole` is the frame itself
+        rows = None
+        if self.fetch_orig:  # then Qlib's fetch of every day is the frame itself, not a copy
+            whole = super().fetch(slice(None, None), "datetime", DataHandler.CS_RAW, DataHandlerLP.DK_I)
+            rows = days_view(whole, selector)
         if rows is None:
             rows = super().fetch(selector, "datetime", DataHandler.CS_RAW, DataHandlerLP.DK_I)
         labels = rows.loc[:, get_group_columns(rows, LABEL)].copy()
