@@ -32,6 +32,11 @@ def touches_label_only(processor: Any) -> bool:
     return isinstance(processor, DAY_OR_ROW_WISE) and group in (LABEL, [LABEL])
 
 
+def learns_on_demand(handler: Any) -> bool:
+    """Whether `handler` builds its learning rows on demand (any handler: Qlib's own never does)."""
+    return isinstance(handler, LearnOnDemand) and handler.learns_on_demand()
+
+
 @dataclass
 class LearnRows:
     """A fetch's learning rows without a copy of their features: `rows` are the inference rows (a view),

@@ -15,21 +15,19 @@ from qlib.data.dataset import DatasetH as QlibDatasetH
 from qlib.data.dataset.handler import DataHandler, DataHandlerLP
 from qlib.data.dataset.utils import fetch_df_by_col
 
+from qtrack.data.learn_rows import learns_on_demand
 from qtrack.qlib_compat import SegmentHook
 
 
 class DatasetH(SegmentHook, QlibDatasetH):
     def prepare_segment(self, slc: Any, **kwargs: Any) -> Any:
         col_set = kwargs.pop("col_set", DataHandler.CS_ALL)
-        if kwargs.get("proc_func") is not None or kwargs.get("squeeze") or self._learns_on_demand(kwargs):
+        # Learning rows built on demand (qtrack.data.learn_rows) are built for the columns asked for.
+        on_demand = kwargs.get("data_key") == DataHandlerLP.DK_L and learns_on_demand(self.handler)
+        if kwargs.get("proc_func") is not None or kwargs.get("squeeze") or on_demand:
             return super().prepare_segment(slc, col_set=col_set, **kwargs)
         rows = super().prepare_segment(slc, col_set=DataHandler.CS_RAW, **kwargs)
         return fetch_df_by_col(rows, col_set)
-
-    def _learns_on_demand(self, kwargs: dict) -> bool:
-        """Learning rows built on demand (qtrack.data.learn_rows) are built for the columns asked for."""
-        learns = getattr(self.handler, "learns_on_demand", None)
-        return kwargs.get("data_key") == DataHandlerLP.DK_L and learns is not None and learns()
 
 
 def is_time_series(dataset: Any) -> bool:

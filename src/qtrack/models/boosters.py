@@ -87,11 +87,11 @@ def segment_rows(dataset: Any, key: str) -> tuple[Any, Any]:
     import numpy as np
     from qlib.data.dataset.handler import DataHandlerLP
 
+    from qtrack.data.learn_rows import learns_on_demand
     from qtrack.models.lgb_rows import SelectedRows
 
-    handler = dataset.handler
-    if getattr(handler, "learns_on_demand", lambda: False)() and not getattr(dataset, "fetch_kwargs", None):
-        found = handler.learn_rows(dataset.segments[key])
+    if learns_on_demand(dataset.handler) and not getattr(dataset, "fetch_kwargs", None):
+        found = dataset.handler.learn_rows(dataset.segments[key])
         return SelectedRows(found.feature_matrix(), found.positions), one_label(found.labels)
     frame = dataset.prepare(key, col_set=["feature", "label"], data_key=DataHandlerLP.DK_L)
     columns = np.flatnonzero(frame.columns.get_level_values(0) == "feature")
