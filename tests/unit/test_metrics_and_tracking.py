@@ -57,3 +57,19 @@ def test_credentials_are_masked():
     assert mask_uri("http://alice:s3cret@host:5000/x") == "http://alice:***@host:5000/x"
     assert mask_uri("postgresql://u:p@127.0.0.1/db") == "postgresql://u:***@127.0.0.1/db"
     assert mask_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+
+
+@pytest.mark.parametrize(("message", "described"), [
+    ('connection to server at "127.0.0.1", port 56403 failed: Connection refused', "cannot be reached"),
+    ("could not connect to postgresql://postgres@127.0.0.1:40113/optuna: Connection refused", "cannot be reached"),
+    ("port 403 failed: Connection refused", "cannot be reached"),
+    ("API request to endpoint /api/2.0/mlflow/experiments/search failed with error code 403 != 200",
+     "refused the credentials"),
+    ("Response: 401 Unauthorized", "refused the credentials"),
+    ("PERMISSION_DENIED: no access", "refused the credentials"),
+])
+def test_a_port_with_401_or_403_in_it_is_not_a_refused_password(message, described):
+    """A random port such as 56403 once made an unreachable PostgreSQL read as refused credentials."""
+    from qtrack.tracking.store import _describe
+
+    assert _describe(RuntimeError(message)).startswith(described)

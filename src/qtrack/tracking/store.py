@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,9 +169,13 @@ def check_remote_store(uri: str) -> None:
         raise TrackingError(f"tracking server {mask_uri(uri)} {_describe(exc)}") from None
 
 
+_REFUSED_CREDENTIALS = re.compile(r"(?<![\w:.])(?<!port )(401|403)(?![\w.])|\b(Unauthorized|UNAUTHENTICATED|PERMISSION_DENIED)\b")
+
+
 def _describe(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    if any(code in text for code in ("401", "403", "Unauthorized", "UNAUTHENTICATED", "PERMISSION_DENIED")):
+    # Whole words only: a port such as 56403 inside the URL is not an HTTP 403.
+    if _REFUSED_CREDENTIALS.search(text):
         return ("refused the credentials (check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
                 "or MLFLOW_TRACKING_TOKEN)")
     lowered = text.lower()
