@@ -124,7 +124,7 @@ def test_the_best_command_reproduces_the_best_trial(sweep):
     study = load(sweep, f"{EXPERIMENT}-lightgbm")
     command = shlex.split((sweep / "outputs" / "optuna" / "lightgbm" / "best_command.txt").read_text())
     assert command[:2] == ["qtrack", "train"]
-    result = run_cli([*command[1:], "run_name=best-again"], cwd=sweep, env=env_for(sweep))
+    result = run_cli([*command[1:], "run_name=best-again"], cwd=sweep, env=env_for(sweep), fresh=True)
     assert result.code == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri(sweep))
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -141,7 +141,7 @@ def test_one_worker_with_the_same_seed_replays_the_sweep_without_mlflow(sweep):
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs_before = len(client.search_runs([experiment.experiment_id]))
     result = run_cli(["optimize", "--trials", "5", "--no-mlflow", "--study-name", "replay", *FAST, *EAGER],
-                     cwd=sweep, env=env_for(sweep))
+                     cwd=sweep, env=env_for(sweep), fresh=True)  # a new interpreter: another hash seed
     assert result.code == 0, result.stderr[-3000:]
     assert len(client.search_runs([experiment.experiment_id])) == runs_before, "--no-mlflow logs nothing"
     original, replay = load(sweep, f"{EXPERIMENT}-lightgbm").get_trials(), load(sweep, "replay").get_trials()

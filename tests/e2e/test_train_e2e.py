@@ -33,9 +33,9 @@ EXPECTED_ARTIFACTS = {
 CURVES = {"lightgbm": "l2.valid", "xgboost": "loss.valid", "catboost": "RMSE.valid"}
 
 
-def train(folder: Path, data_root: Path, *overrides: str):
+def train(folder: Path, data_root: Path, *overrides: str, fresh: bool = False):
     folder.mkdir(parents=True, exist_ok=True)
-    result = run_cli(["train", *overrides], cwd=folder, env={"QTRACK_DATA_ROOT": str(data_root)})
+    result = run_cli(["train", *overrides], cwd=folder, env={"QTRACK_DATA_ROOT": str(data_root)}, fresh=fresh)
     assert result.code == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri(folder))
     runs = client.search_runs(
@@ -177,7 +177,8 @@ def test_planted_signal_is_learned_and_absent_signal_is_not(tmp_path, shared_dat
 def test_same_seed_gives_same_metrics(tmp_path, shared_data_root):
     overrides = ("seed=11", *TINY, *FAST_MODEL["lightgbm"])
     _, _, first = train(tmp_path / "a", shared_data_root, *overrides)
-    _, _, second = train(tmp_path / "b", shared_data_root, *overrides)
+    # The second in a new interpreter: another hash seed, nothing imported beforehand.
+    _, _, second = train(tmp_path / "b", shared_data_root, *overrides, fresh=True)
     keys = ["IC", "Rank IC", "rmse", f"{BACKTEST}annualized_return"]
     assert {k: first.data.metrics[k] for k in keys} == {k: second.data.metrics[k] for k in keys}
     digests = [{i.dataset.digest for i in run.inputs.dataset_inputs} for run in (first, second)]

@@ -8,11 +8,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from helpers.forked_cli import run_forked
 
 # A tiny market with a strong planted signal: a few dozen symbols and a few hundred days.
 TINY = [
@@ -48,6 +51,11 @@ FAST_DEEP = {
 }
 
 
+# Read by NumPy's BLAS, numba or torch when they are imported: a forked child would not see them.
+IMPORT_TIME_ENV = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                   "NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT"}
+
+
 @dataclass
 class CliResult:
     code: int
@@ -69,9 +77,16 @@ def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600, program: str = "qtrack"
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600, program: str = "qtrack",
+    fresh: bool = False,
 ) -> CliResult:
-    """The real console script in a subprocess, as a user runs it."""
+    """The real CLI in its own process: forked from a server with the heavy libraries imported (forked_cli), or
+    the console script in a new interpreter, as a user runs it: with `fresh`, or when `env` sets a variable
+    that a library reads as it is imported."""
+    if not (fresh or IMPORT_TIME_ENV.intersection(env or {})):
+        with tempfile.TemporaryDirectory(prefix="cli-") as folder:
+            code, stdout, stderr = run_forked(program, args, cwd, cli_env(env), timeout, Path(folder))
+        return CliResult(code, stdout, stderr)
     done = subprocess.run(
         cli_command(args, program), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
         check=False,
