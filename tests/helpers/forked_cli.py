@@ -81,7 +81,7 @@ def _child(program: str, args: list[str], cwd: str, env: dict[str, str], out: st
 
 def run_forked(program: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float,
                folder: Path) -> tuple[int, str, str]:
-    """Run `program args` in a forked child; (exit code, stdout, stderr). Raises subprocess.TimeoutExpired after `timeout`."""
+    """Run `program args` in a forked child: (exit code, stdout, stderr), or subprocess.TimeoutExpired."""
     folder.mkdir(parents=True, exist_ok=True)
     out, err = folder / "stdout", folder / "stderr"
     out.write_text("")

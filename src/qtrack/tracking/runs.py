@@ -16,7 +16,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from qtrack import __version__
@@ -33,6 +33,9 @@ class ActiveRun:
     client: Any  # mlflow.tracking.MlflowClient
     run: Any  # mlflow.entities.Run, as created
     experiment_id: str
+    # The Qlib objects (pred.pkl, sig_analysis/ic.pkl, ...) saved in this run: the run is this process's own,
+    # so these are all it holds (tracking.recorder).
+    objects: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:

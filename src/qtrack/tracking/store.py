@@ -169,7 +169,8 @@ def check_remote_store(uri: str) -> None:
         raise TrackingError(f"tracking server {mask_uri(uri)} {_describe(exc)}") from None
 
 
-_REFUSED_CREDENTIALS = re.compile(r"(?<![\w:.])(?<!port )(401|403)(?![\w.])|\b(Unauthorized|UNAUTHENTICATED|PERMISSION_DENIED)\b")
+_REFUSED_CREDENTIALS = re.compile(
+    r"(?<![\w:.])(?<!port )(401|403)(?![\w.])|\b(Unauthorized|UNAUTHENTICATED|PERMISSION_DENIED)\b")
 
 
 def _describe(exc: BaseException) -> str:
