@@ -14,9 +14,9 @@ from helpers import SAMPLE, run_cli, shared_root  # noqa: E402
 
 # The longest modules first (measured with --durations): xdist hands whole modules to the two workers in
 # collection order, so a long module collected last keeps one worker busy while the other waits.
-LONGEST_FIRST = ("test_remote_tracking", "test_retrain", "test_store_precedence", "test_train_e2e",
-                 "test_feature_cache", "test_qlib_native", "test_faults", "test_dashboard", "test_optimize",
-                 "test_feature_extension", "test_retrain_faults")
+LONGEST_FIRST = ("test_remote_tracking", "test_optimize", "test_deep_qrun_parity", "test_retrain", "test_train_e2e",
+                 "test_faults", "test_store_precedence", "test_dashboard", "test_qlib_native", "test_feature_cache",
+                 "test_deep_stages", "test_retrain_faults", "test_data_update")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

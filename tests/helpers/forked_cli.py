@@ -27,6 +27,8 @@ PRELOAD = [
     "mlflow.tracking", "qlib", "qlib.data", "qlib.backtest", "qlib.workflow", "qlib.contrib.model.gbdt",
     "lightgbm", "numba", "hydra", "hydra.compose", "typer", "rich.console", "rich.progress", "pydantic",
     "filelock", "ruamel.yaml", "optuna",
+    # what the tests that turn them on import: Qlib's report page, the PNG plots, MLflow's model flavours
+    "plotly.figure_factory", "matplotlib.pyplot", "skops.io", "mlflow.pyfunc",
 ]
 
 _context: multiprocessing.context.ForkServerContext | None = None
