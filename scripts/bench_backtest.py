@@ -33,12 +33,11 @@ def main() -> None:
     from qlib.backtest.report import PortfolioMetrics
     from qlib.data import D
 
-    from qtrack.evaluation import fast_backtest, qlib_fixes
+    from qtrack.evaluation import fast_backtest
     from qtrack.runtime import init_qlib
 
     data = args.data.expanduser().absolute()
-    init_qlib(data, "us", f"sqlite:///{data.parent}/bench-backtest.db", "bench")
-    qlib_fixes.apply()
+    init_qlib(data, "us", f"sqlite:///{data.parent}/bench-backtest.db", "bench")  # qlib_compat.start: buying order
     days = D.calendar(start_time=args.start, end_time=args.end)
     symbols = D.list_instruments(D.instruments("all"), start_time=args.start, end_time=args.end, as_list=True)
     index = pd.MultiIndex.from_product([days, sorted(symbols)], names=["datetime", "instrument"])

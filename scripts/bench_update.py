@@ -2,6 +2,7 @@
 """`qtrack data update` against a full re-import, and `qtrack rolling` against its windows as separate trains.
 
     python scripts/bench_update.py --symbols 504 --days 3300 --new-days 5 [--rolling-step 126]
+    python scripts/bench_update.py --sp500 ../shared/data/sp500_sample --new-days 10
 
 The defaults are the issue's set: 504 stocks over 2008-2021 (about 3,300 trading days).
 
@@ -53,6 +54,36 @@ def write_vendor_csvs(folder: Path, symbols: int, days: int, seed: int = 0) -> N
         frame.to_csv(folder / f"S{index:04d}.csv", index=False, float_format="%.4f")
 
 
+def sp500_vendor_csvs(sample: Path, full: Path, short: Path, new_days: int) -> tuple[int, int]:
+    """The S&P sample as two vendor folders: `full` up to the day most of its files end on, and `short`, the same
+    cut `new_days` trading days earlier. Files that are not price tables are copied to both. (One file runs years
+    past the others: as a source it would add years, not two weeks.) Returns the symbols and the days in `full`."""
+    frames = {}
+    for path in sorted(sample.glob("*.csv")):
+        try:
+            frame = pd.read_csv(path)
+            frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+        except (KeyError, ValueError, pd.errors.ParserError):
+            continue
+        frames[path.name] = frame
+    last = pd.Series([frame["timestamp"].max() for frame in frames.values()]).mode().iloc[0]
+    calendar = pd.DatetimeIndex(sorted({day for frame in frames.values() for day in frame["timestamp"]}))
+    calendar = calendar[calendar <= last]
+    short_last = calendar[-1 - new_days]
+    for folder in (full, short):
+        folder.mkdir(parents=True)
+    for path in sample.glob("*.csv"):
+        if path.name not in frames:
+            shutil.copy(path, full / path.name)
+            shutil.copy(path, short / path.name)
+            continue
+        frame = frames[path.name]
+        for folder, end in ((full, last), (short, short_last)):
+            kept = frame[frame["timestamp"] <= end].assign(timestamp=lambda f: f["timestamp"].dt.strftime("%Y-%m-%d"))
+            kept.to_csv(folder / path.name, index=False)
+    return len(frames), len(calendar)
+
+
 def cut(source: Path, destination: Path, keep_days: int) -> None:
     destination.mkdir(parents=True)
     for path in source.glob("*.csv"):
@@ -91,14 +122,20 @@ def main() -> None:
     parser.add_argument("--new-days", type=int, default=5)
     parser.add_argument("--rolling-step", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="feature steps timed after the update (median)")
+    parser.add_argument("--sp500", type=Path, help="the S&P sample folder instead of a synthetic market: the update "
+                        "adds its last --new-days trading days (10: two weeks)")
     args = parser.parse_args()
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = {**os.environ, "QTRACK_DATA_ROOT": str(work / "data")}
         env.pop("MLFLOW_TRACKING_URI", None)
-        write_vendor_csvs(work / "full", args.symbols, args.days)
-        cut(work / "full", work / "cut", args.days - args.new_days)
+        if args.sp500:
+            args.symbols, args.days = sp500_vendor_csvs(args.sp500.expanduser().absolute(), work / "full",
+                                                         work / "cut", args.new_days)
+        else:
+            write_vendor_csvs(work / "full", args.symbols, args.days)
+            cut(work / "full", work / "cut", args.days - args.new_days)
         timed(["data", "import", str(work / "cut"), "--name", "prices"], work, env)
         train = ["dataset.name=prices"]
         feature_seconds(work, env, train)  # fill the cache for the cut data
@@ -115,7 +152,8 @@ def main() -> None:
             extended.append(feature_seconds(work, env, train))
         rebuilt = [feature_seconds(work, env, [*train, "dataset.cache=false"]) for _ in range(args.repeat)]
         (after, after_raw), (full, full_raw) = median(extended), median(rebuilt)
-        print(f"{args.symbols} symbols x {args.days} days, {args.new_days} new days")
+        source = f"the S&P sample ({args.sp500})" if args.sp500 else "synthetic vendor files"
+        print(f"{source}: {args.symbols} symbols x {args.days} days, {args.new_days} new days")
         print(f"fresh import of the full files   {fresh:7.2f}s")
         print(f"data update (+{args.new_days} days)           {update:7.2f}s ({update / fresh:4.2f}x the import)")
         outcome = "no change" if "nothing changed" in said else "it changed something"

@@ -4,6 +4,7 @@
     python scripts/bench_vs_qrun.py --data ~/.qtrack/data/sp500 \
         --train 2009-01-02,2013-12-31 --valid 2014-01-06,2014-12-31 --test 2015-01-06,2016-12-28
     python scripts/bench_vs_qrun.py --sp500 ../shared/data/sp500_sample     # real data, automatic segments
+    python scripts/bench_vs_qrun.py --sp500 ../shared/data/sp500_sample --records 3   # and the records step
 
 It resolves the segments as qtrack does (label-horizon gaps), writes the equivalent qrun workflow YAML
 (LightGBM with qtrack's hyperparameters, Alpha158, SignalRecord + SigAnaRecord + PortAnaRecord, the
@@ -222,6 +223,24 @@ def imported_sample(folder: Path, root: Path) -> Path:
     return root / "sp500"
 
 
+def records_step(qtrack_args: list[str], work: Path, env: dict[str, str], repeats: int) -> None:
+    """The `records` step's seconds (from each run's summary.json), median of `repeats` warm runs per engine."""
+    import json
+    import statistics
+
+    seconds = {}
+    for engine in ("fast", "qlib"):
+        runs = []
+        for repeat in range(repeats):
+            folder = work / f"records-{engine}-{repeat}"
+            subprocess.run([*qtrack_args, f"backtest.engine={engine}", f"hydra.run.dir={folder}",
+                            "mlflow.qlib_report=false"], cwd=work, env=env, check=True, capture_output=True)
+            runs.append(json.loads((folder / "summary.json").read_text())["seconds"]["records"])
+        seconds[engine] = statistics.median(runs)
+    print(f"records step (median of {repeats}): Qlib's backtest {seconds['qlib']:.2f}s, fast {seconds['fast']:.2f}s "
+          f"({seconds['qlib'] / seconds['fast']:.1f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -232,6 +251,9 @@ def main() -> None:
     parser.add_argument("--test", help="START,END")
     parser.add_argument("--market", default="all")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--records", type=int, default=0, metavar="N",
+                        help="also time the records step (predictions, IC analysis, backtest) of N warm runs with "
+                             "each backtest engine, fast and Qlib's, and print the medians")
     args = parser.parse_args()
 
     imported = tempfile.TemporaryDirectory() if args.sp500 else None
@@ -271,6 +293,8 @@ def main() -> None:
         results["qrun"] = measure(without_torch(str(bin_dir / "qrun"), "workflow.yaml"), work, env)
         results["qtrack cold"] = measure(qtrack_args, work, env)
         results["qtrack warm"] = measure(qtrack_args, work, env)
+        if args.records:
+            records_step(qtrack_args, work, env, args.records)
         metrics = {
             "qrun": latest_metrics(qrun_uri, "qrun"),
             "qtrack": latest_metrics(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}", "qtrack"),
