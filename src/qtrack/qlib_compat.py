@@ -164,6 +164,29 @@ class BacktestHook(_Hook):
         return qlib_backtest(**kwargs)
 
 
+class SignalAnalysisHook(_Hook):
+    """A SigAnaRecord mixin: the record's call to `calc_ic` goes to the public `calc_ic`. Qlib's record calls
+    the module global, so it is swapped while the record generates (under the records' lock)."""
+
+    private = "_generate"
+
+    def _generate(self, **kwargs: Any) -> Any:
+        from qlib.workflow import record_temp
+
+        _require(record_temp, "calc_ic")
+        qlib_calc_ic = record_temp.calc_ic
+        record_temp.calc_ic = self.calc_ic
+        try:
+            return super()._generate(**kwargs)
+        finally:
+            record_temp.calc_ic = qlib_calc_ic
+
+    def calc_ic(self, pred: Any, label: Any) -> Any:
+        from qlib.contrib.eva.alpha import calc_ic
+
+        return calc_ic(pred, label)
+
+
 class _RoutedRecorder:
     """Stands in for Qlib's global recorder `R` inside one Qlib model module. Qlib's PyTorch models log their
     curves through `R` (DNNModelPytorch every step; GRU once, after fit), which needs Qlib's active experiment

@@ -68,6 +68,11 @@ def test_fast_and_qlib_engines_give_the_same_run(two_runs) -> None:
     metric = "1day.excess_return_with_cost.annualized_return"
     assert fast.data.metrics[metric] == qlib.data.metrics[metric]
     assert fast.data.metrics["IC"] == qlib.data.metrics["IC"]
+    for name in ("sig_analysis/ic.pkl", "sig_analysis/ric.pkl"):  # qtrack's IC analysis, bit for bit Qlib's
+        pd.testing.assert_series_equal(_artifact(client, fast, name, workspace / "fast"),
+                                       _artifact(client, qlib, name, workspace / "qlib"), check_exact=True)
+    for metric in ("IC", "ICIR", "Rank IC", "Rank ICIR"):
+        assert fast.data.metrics[metric] == qlib.data.metrics[metric]
 
 
 def test_a_train_runs_predictions_backtest_to_the_same_numbers(two_runs) -> None:

@@ -48,15 +48,17 @@ def analyse_predictions(cfg: Any, data: Any, recorder: Any, scores: Any, label: 
 
 
 def _analyse(cfg: Any, data: Any, recorder: Any) -> None:
-    """SigAnaRecord and the backtest (fast or Qlib's) of the recorder's pred.pkl and label.pkl."""
+    """SigAnaRecord and the backtest (each qtrack's fast one, or Qlib's) of the recorder's pred.pkl and label.pkl."""
     from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord
 
     from qtrack.evaluation import portfolio_record
 
-    record = portfolio_record.FastPortAnaRecord if cfg.backtest.engine == "fast" else PortAnaRecord
+    fast = cfg.backtest.engine == "fast"
+    signal = portfolio_record.FastSigAnaRecord if fast else SigAnaRecord
+    portfolio = portfolio_record.FastPortAnaRecord if fast else PortAnaRecord
     with QLIB_DATA_LOCK:
-        SigAnaRecord(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()
-        record(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
+        signal(recorder=recorder, ana_long_short=False, ann_scaler=252).generate()
+        portfolio(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
 
 
 def backtest_config(cfg: Any, data: Any) -> dict:
