@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shlex
@@ -257,6 +258,22 @@ def test_when_every_trial_fails_the_command_fails_in_one_line(failing):
     assert "Traceback" not in result.stderr
 
 
+@contextlib.contextmanager
+def sigint_as_a_shell_leaves_it():
+    """A command typed in a terminal starts with SIGINT neither ignored nor blocked; a child inherits both from
+    pytest's process, so they are set so for the Popen. Yields what pytest's process had."""
+    before = signal.getsignal(signal.SIGINT)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield f"SIGINT handler {before}, blocked {signal.SIGINT in blocked}"
+    finally:
+        if before is not None:  # None: set outside Python, left as the Popen found it
+            signal.signal(signal.SIGINT, before)
+        if signal.SIGINT in blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 def signal_masks(pid: int) -> str:
     """The process's blocked, ignored and caught signal masks (/proc/PID/status) and whether it still ran."""
     try:
@@ -269,8 +286,9 @@ def signal_masks(pid: int) -> str:
 @pytest.mark.slow
 def test_ctrl_c_kills_the_parent_and_leaves_a_resumable_study(failing):
     args = ["optimize", "--trials", "50", "--study-name", "interrupted", *FAST]
-    process = subprocess.Popen(cli_command(args), cwd=failing, env=cli_env(env_for(failing)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with sigint_as_a_shell_leaves_it() as ours:
+        process = subprocess.Popen(cli_command(args), cwd=failing, env=cli_env(env_for(failing)),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -282,7 +300,7 @@ def test_ctrl_c_kills_the_parent_and_leaves_a_resumable_study(failing):
     _, rest = process.communicate(timeout=120)
     output = "".join(seen) + rest
     # Seen once in a loaded CI run: the sweep ran all 50 trials as if SIGINT never came; the masks say why
-    assert process.returncode == 130, f"{masks}\n{output[-3000:]}"
+    assert process.returncode == 130, f"{masks}; in pytest's process: {ours}\n{output[-3000:]}"
     assert "resume" in rest and "Traceback" not in rest, output[-3000:]
     study = load(failing, "interrupted")
     trials = study.get_trials()
