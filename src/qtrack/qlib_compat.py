@@ -143,48 +143,43 @@ class SetsHook(_Hook):
         return super()._prepare_data(dataset, reweighter)
 
 
-class BacktestHook(_Hook):
-    """A PortAnaRecord mixin: the record's call to `qlib.backtest.backtest` goes to the public `run_backtest`.
-    Qlib's record calls the module global `normal_backtest`, so it is swapped while the record generates."""
+class _RecordGlobalHook(_Hook):
+    """A record mixin: the record's call to a module global of `qlib.workflow.record_temp` (`swapped`) goes to
+    the public method `routed_to`, with Qlib's function as its first argument. Qlib's record calls the global,
+    so it is swapped while the record generates (records generate under one lock: evaluation.records)."""
 
     private = "_generate"
+    swapped = ""
+    routed_to = ""
 
     def _generate(self, **kwargs: Any) -> Any:
         from qlib.workflow import record_temp
 
-        _require(record_temp, "normal_backtest")
-        qlib_backtest = record_temp.normal_backtest
-        record_temp.normal_backtest = functools.partial(self.run_backtest, qlib_backtest)
+        _require(record_temp, self.swapped)
+        qlib_function = getattr(record_temp, self.swapped)
+        setattr(record_temp, self.swapped, functools.partial(getattr(self, self.routed_to), qlib_function))
         try:
             return super()._generate(**kwargs)
         finally:
-            record_temp.normal_backtest = qlib_backtest
+            setattr(record_temp, self.swapped, qlib_function)
+
+
+class BacktestHook(_RecordGlobalHook):
+    """A PortAnaRecord mixin: the record's call to `qlib.backtest.backtest` goes to `run_backtest`."""
+
+    swapped, routed_to = "normal_backtest", "run_backtest"
 
     def run_backtest(self, qlib_backtest: Any, **kwargs: Any) -> Any:
         return qlib_backtest(**kwargs)
 
 
-class SignalAnalysisHook(_Hook):
-    """A SigAnaRecord mixin: the record's call to `calc_ic` goes to the public `calc_ic`. Qlib's record calls
-    the module global, so it is swapped while the record generates (under the records' lock)."""
+class SignalAnalysisHook(_RecordGlobalHook):
+    """A SigAnaRecord mixin: the record's call to `calc_ic` (daily IC and Rank IC) goes to `calc_ic`."""
 
-    private = "_generate"
+    swapped, routed_to = "calc_ic", "calc_ic"
 
-    def _generate(self, **kwargs: Any) -> Any:
-        from qlib.workflow import record_temp
-
-        _require(record_temp, "calc_ic")
-        qlib_calc_ic = record_temp.calc_ic
-        record_temp.calc_ic = self.calc_ic
-        try:
-            return super()._generate(**kwargs)
-        finally:
-            record_temp.calc_ic = qlib_calc_ic
-
-    def calc_ic(self, pred: Any, label: Any) -> Any:
-        from qlib.contrib.eva.alpha import calc_ic
-
-        return calc_ic(pred, label)
+    def calc_ic(self, qlib_calc_ic: Any, pred: Any, label: Any) -> Any:
+        return qlib_calc_ic(pred, label)
 
 
 class _RoutedRecorder:

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +83,7 @@ def run_cli(
     the console script in a new interpreter, as a user runs it: with `fresh`, or when `env` sets a variable
     that a library reads as it is imported."""
     if not (fresh or IMPORT_TIME_ENV.intersection(env or {})):
-        with tempfile.TemporaryDirectory(prefix="cli-") as folder:
-            code, stdout, stderr = run_forked(program, args, cwd, cli_env(env), timeout, Path(folder))
-        return CliResult(code, stdout, stderr)
+        return CliResult(*run_forked(program, args, cwd, cli_env(env), timeout))
     done = subprocess.run(
         cli_command(args, program), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
         check=False,

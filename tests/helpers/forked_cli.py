@@ -13,10 +13,12 @@ a new hash seed per process (tests comparing two runs use it), and an interprete
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from importlib.metadata import entry_points
@@ -31,15 +33,12 @@ PRELOAD = [
     "plotly.figure_factory", "matplotlib.pyplot", "skops.io", "mlflow.pyfunc",
 ]
 
-_context: multiprocessing.context.ForkServerContext | None = None
-
-
+@functools.cache
 def _forkserver() -> multiprocessing.context.ForkServerContext:
-    global _context  # noqa: PLW0603 - one forkserver per test process, started on first use
-    if _context is None:
-        _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(PRELOAD)
-    return _context
+    """Python's forkserver, preloading PRELOAD when this test process first starts it."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 def _entry(program: str):
@@ -81,18 +80,18 @@ def _child(program: str, args: list[str], cwd: str, env: dict[str, str], out: st
     os._exit(code)
 
 
-def run_forked(program: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float,
-               folder: Path) -> tuple[int, str, str]:
+def run_forked(program: str, args: list[str], cwd: Path, env: dict[str, str],
+               timeout: float) -> tuple[int, str, str]:
     """Run `program args` in a forked child: (exit code, stdout, stderr), or subprocess.TimeoutExpired."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out, err = folder / "stdout", folder / "stderr"
-    out.write_text("")
-    err.write_text("")
-    process = _forkserver().Process(target=_child, args=(program, args, str(cwd), env, str(out), str(err)))
-    process.start()
-    process.join(timeout)
-    if process.exitcode is None:
-        process.kill()
-        process.join()
-        raise subprocess.TimeoutExpired([program, *args], timeout)
-    return process.exitcode, out.read_text(errors="replace"), err.read_text(errors="replace")
+    with tempfile.TemporaryDirectory(prefix="cli-") as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        out.write_text("")  # the child opens them without creating them
+        err.write_text("")
+        process = _forkserver().Process(target=_child, args=(program, args, str(cwd), env, str(out), str(err)))
+        process.start()
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+            raise subprocess.TimeoutExpired([program, *args], timeout)
+        return process.exitcode, out.read_text(errors="replace"), err.read_text(errors="replace")

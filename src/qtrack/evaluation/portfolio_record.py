@@ -23,5 +23,5 @@ class FastPortAnaRecord(BacktestHook, PortAnaRecord):
 
 
 class FastSigAnaRecord(SignalAnalysisHook, SigAnaRecord):
-    def calc_ic(self, pred: Any, label: Any) -> Any:
+    def calc_ic(self, qlib_calc_ic: Any, pred: Any, label: Any) -> Any:
         return ic_analysis.calc_ic(pred, label)
