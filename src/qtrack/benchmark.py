@@ -37,14 +37,15 @@ class ModelBenchmark:
 
     def run(self, overrides: list[str] | None = None) -> BenchmarkResults:
         """Every model x seed; `overrides` extend the constructor's (later ones win)."""
-        from qtrack.stages.benchmark import run_benchmark
+        from qtrack.config import expand_switches, override_value
+        from qtrack.stages.benchmark import SWITCHES, run_benchmark
 
         enclosing = enclosing_run()
-        args = [f"output_dir={hydra_quote(str(self.output_dir))}"]
+        args = [f"output_dir={override_value(str(self.output_dir))}"]
         if enclosing is not None:
-            args += [f"mlflow.tracking_uri={hydra_quote(enclosing.tracking_uri)}",
-                     f"mlflow.experiment_name={hydra_quote(enclosing.experiment_name)}"]
-        args += [*self.overrides, *(overrides or [])]
+            args += [f"mlflow.tracking_uri={override_value(enclosing.tracking_uri)}",
+                     f"mlflow.experiment_name={override_value(enclosing.experiment_name)}"]
+        args += expand_switches([*self.overrides, *(overrides or [])], SWITCHES)
         self.results, self.run_dir = run_benchmark(args, quiet=self.quiet, enclosing=enclosing)
         return self.results
 
@@ -91,7 +92,3 @@ def enclosing_run():
     experiment = mlflow.tracking.MlflowClient(uri).get_experiment(active.info.experiment_id)
     return EnclosingRun(tracking_uri=uri, experiment_name=experiment.name, run_id=active.info.run_id)
 
-
-def hydra_quote(value: str) -> str:
-    """A Hydra override value taken literally (spaces, colons, slashes, quotes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

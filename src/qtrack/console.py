@@ -7,7 +7,8 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 from rich.console import Console
 from rich.table import Table
@@ -18,15 +19,36 @@ err = Console(file=sys.stderr, highlight=False)
 out = Console(file=sys.stdout, highlight=False)
 
 
+class Observer(Protocol):
+    """What long work tells as it goes: steps, progress within a step (an epoch), and notes. It only shows and
+    forwards; the work measures its own times (`timed`)."""
+
+    def step(self, name: str, description: str) -> AbstractContextManager[None]: ...
+
+    def progress(self, message: str) -> None: ...
+
+    def epoch(self, number: int, metrics: dict[str, float]) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+@contextmanager
+def timed(observer: Observer, seconds: dict[str, float], name: str, description: str) -> Iterator[None]:
+    """`observer.step(name, description)`, with the step's time added to `seconds[name]`."""
+    start = time.perf_counter()
+    with observer.step(name, description):
+        yield
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+
 class Steps:
-    """Times named steps, shows a spinner while one runs and a line when it ends."""
+    """The console's Observer: a spinner while a step runs and a line with its time when it ends."""
 
     def __init__(self, console: Console = err, quiet: bool = False, capture: bool = True) -> None:
         self.console = console
         self.quiet = quiet
         # Redirecting stdout is process-wide: steps running in threads leave it to their caller.
         self.capture = capture
-        self.seconds: dict[str, float] = {}
         self._status: tuple[str, object] | None = None  # the running step's description and spinner
 
     @contextmanager
@@ -45,21 +67,20 @@ class Steps:
                     yield
                 finally:
                     self._status = None
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-        log.info("done %s in %.2fs", name, self.seconds[name])
+        took = time.perf_counter() - start
+        log.info("done %s in %.2fs", name, took)
         if not self.quiet:
-            self.console.print(f"[green]✓[/] {description} [dim]{self.seconds[name]:.1f}s[/]")
+            self.console.print(f"[green]✓[/] {description} [dim]{took:.1f}s[/]")
 
     def progress(self, message: str) -> None:
-        """How far the running step has got (an epoch, say), on its spinner line and in the run log."""
+        """How far the running step has got, on its spinner line and in the run log."""
         log.info(message)
         if self._status is not None:
             description, status = self._status
             status.update(f"{description}: {message}")
 
-    def fresh(self) -> Steps:
-        """Steps that show the same way but time from zero: for a child run, which logs only its own times."""
-        return Steps(self.console, self.quiet, self.capture)
+    def epoch(self, number: int, metrics: dict[str, float]) -> None:
+        self.progress(f"epoch {number}, " + ", ".join(f"{name} {value:.5f}" for name, value in metrics.items()))
 
     def note(self, message: str) -> None:
         """A warning the user should see, even with --quiet."""

@@ -41,7 +41,7 @@ def scores() -> pd.DataFrame:
 
 def test_a_record_finds_its_parents_prediction_without_a_download(store):
     with run_context(store, "recorder", "r", {}) as active:
-        recorder = recorder_for(active, store)
+        recorder = recorder_for(active)
         recorder.save_objects(**{"pred.pkl": scores()})
         recorder.client = CountingDownloads(recorder.client)
         with pytest.raises(LoadObjectError):
@@ -50,14 +50,14 @@ def test_a_record_finds_its_parents_prediction_without_a_download(store):
         pd.testing.assert_frame_equal(found, scores())
         found.iloc[0, 0] = 9.0  # a loaded object is the caller's own
         pd.testing.assert_frame_equal(recorder.load_object("pred.pkl"), scores())
-        again = recorder_for(active, store)  # a second recorder of the same run knows what the first saved
+        again = recorder_for(active)  # a second recorder of the same run knows what the first saved
         pd.testing.assert_frame_equal(again.load_object("pred.pkl"), scores())
         assert recorder.client.downloads == 0
 
 
 def test_a_recorder_of_a_run_it_did_not_create_asks_the_store(store):
     with run_context(store, "recorder", "r", {}) as active:
-        recorder_for(active, store).save_objects(**{"pred.pkl": scores()})
+        recorder_for(active).save_objects(**{"pred.pkl": scores()})
     stranger = CachingRecorder(active.experiment_id, store, mlflow_run=active.run)
     stranger.client = CountingDownloads(stranger.client)
     pd.testing.assert_frame_equal(stranger.load_object("pred.pkl"), scores())

@@ -81,9 +81,10 @@ def benchmark(
 
         report_app(args=args[1:], prog_name="qtrack benchmark report", standalone_mode=False)
         return
-    from qtrack.stages.benchmark import run_benchmark
+    from qtrack.config import expand_switches
+    from qtrack.stages.benchmark import SWITCHES, run_benchmark
 
-    results, _ = run_benchmark(args, quiet=quiet)
+    results, _ = run_benchmark(expand_switches(args, SWITCHES), quiet=quiet)
     if any(job.status != "FINISHED" for job in results.jobs):
         raise typer.Exit(1)
 

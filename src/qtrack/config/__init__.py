@@ -4,6 +4,7 @@ schemas with ranges (schema.py), and turned into containers, YAML and override s
 from qtrack.config.compose import Composed, compose, config_groups, parse_overrides, variant
 from qtrack.config.values import (
     MODEL_RESERVED_KEYS,
+    expand_switches,
     model_hyperparameters,
     override_value,
     to_container,
@@ -16,6 +17,7 @@ __all__ = [
     "Composed",
     "compose",
     "config_groups",
+    "expand_switches",
     "model_hyperparameters",
     "override_value",
     "parse_overrides",

@@ -45,6 +45,17 @@ def train_overrides(overrides: list[str], stage_keys: tuple[str, ...]) -> list[s
     return kept
 
 
+def expand_switches(overrides: list[str], switches: dict[str, str]) -> list[str]:
+    """Overrides with each on/off switch the user types (`rolling=true`) written as the key it sets
+    (`rolling.enabled=true`); `+` and `++` prefixes included."""
+    expanded = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        target = switches.get(key.lstrip("+"))
+        expanded.append(f"{target}={value.lower()}" if target and value.lower() in ("true", "false") else item)
+    return expanded
+
+
 def override_value(value: Any) -> str:
     """`value` written so that a Hydra override parses it back to exactly the same value: the one quoting
     function of qtrack (trial and benchmark settings, the qrun translation, printed commands). Lists, tuples

@@ -3,10 +3,10 @@ built (or loaded from the feature cache) and the benchmark's returns computed. E
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from qtrack.console import Steps
+from qtrack.console import Observer, timed
 from qtrack.data import qlib_format
 from qtrack.data.dataset import (
     DataSource,
@@ -34,24 +34,26 @@ class PreparedData:
     binned: Any = None  # the BinnedCache of LightGBM's constructed sets (None when the cache is off)
     pipeline: bytes = b""  # the dataset without data, with fitted processors (dataset.pipeline_bytes)
     data_end: str = ""  # the data's last day: a retrain is due once the data goes beyond it
+    seconds: dict[str, float] = field(default_factory=dict)  # how long preparing the data and features took
 
 
-def prepare(cfg: Any, steps: Steps) -> PreparedData:
+def prepare(cfg: Any, observer: Observer) -> PreparedData:
     """Data on disk, Qlib initialised, segments resolved and the dataset built: once per process."""
-    with steps.step("data", f"preparing dataset '{cfg.dataset.name}'"):
+    seconds: dict[str, float] = {}
+    with timed(observer, seconds, "data", f"preparing dataset '{cfg.dataset.name}'"):
         source = ensure_data(cfg.dataset)
         segs, notices = resolve_segments(cfg, source)
         config = dataset_config(cfg, segs)  # a bad dataset.features_from fails here, with the segments
         init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, kernels(cfg))
         benchmark = benchmark_returns(benchmark_codes(cfg, source), segs)
     for notice in notices:
-        steps.note(notice)
-    with steps.step("features", f"{cfg.features.name} features"):
-        dataset, cache_status, cache, binned = load_or_build_dataset(cfg, source, config, steps.note)
+        observer.note(notice)
+    with timed(observer, seconds, "features", f"{cfg.features.name} features"):
+        dataset, cache_status, cache, binned = load_or_build_dataset(cfg, source, config, observer.note)
     return PreparedData(
         source=source, segments=segs, dataset=dataset, benchmark=benchmark, cache_status=cache_status, cache=cache,
         binned=binned, pipeline=pipeline_bytes(dataset),
-        data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"),
+        data_end=qlib_format.read_calendar(source.path)[-1].strftime("%Y-%m-%d"), seconds=seconds,
     )
 
 

@@ -1,19 +1,13 @@
-"""Qlib's records on the test segment (signal, IC analysis, backtest) and what qtrack logs beside them:
-regression metrics, the target, the fitted pipeline, plots and the MLflow model."""
+"""Qlib's records on the test segment (signal, IC analysis, backtest) and what qtrack keeps beside them (the
+target, the model, the regression metrics), written to a recorder: in an evaluation, an in-memory one
+(evaluation.memory_recorder)."""
 
 from __future__ import annotations
 
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from qtrack.evaluation import metrics, plots, qlib_reports
-from qtrack.models import specs
-from qtrack.tracking import names
-from qtrack.tracking import params as tracking
+from qtrack.evaluation import metrics
 
 # Qlib's data provider and caches are not thread-safe; the backtest reads prices through them.
 QLIB_DATA_LOCK = threading.Lock()
@@ -93,49 +87,24 @@ def backtest_config(cfg: Any, data: Any) -> dict:
     }
 
 
-def log_extras(cfg: Any, data: Any, spec: specs.ModelSpec, model: Any, recorder: Any) -> dict:
-    """Regression metrics on the test segment, the target, the model and pipeline, plots, the MLflow model.
-    Returns the extra metrics, with `constant_predictions` set when the model found nothing to learn."""
+def test_extras(data: Any, model: Any, recorder: Any) -> dict[str, float]:
+    """The target (the learned label) and the model saved beside Qlib's records; the regression metrics of the
+    test segment's predictions against the target."""
     from qlib.data.dataset.handler import DataHandlerLP
 
-    from qtrack.data.qlib_dataset import feature_rows, frames
+    from qtrack.data.qlib_dataset import frames
 
-    client, run_id = recorder.client, recorder.id
     pred = recorder.load_object("pred.pkl")
     target = frames(data.dataset, "test", col_set="label", data_key=DataHandlerLP.DK_L)
     recorder.save_objects(**{"target.pkl": target, "params.pkl": model})
-    if data.pipeline:
-        log_bytes(client, run_id, data.pipeline, "dataset.pkl")
-    extra: dict = metrics.regression_metrics(pred.iloc[:, 0], target.iloc[:, 0])
-    tracking.log_metrics(client, run_id, extra)
-    if pred.iloc[:, 0].nunique() <= 1:
-        client.set_tag(run_id, names.CONSTANT_PREDICTIONS, "true")
-        extra["constant_predictions"] = True
-    if cfg.mlflow.plots:
-        _log_plots(recorder)
-    if cfg.mlflow.qlib_report:
-        qlib_reports.log_report(recorder, f"Qlib report: {spec.name}, run {run_id}")
-    if cfg.mlflow.log_model and spec.flavor:
-        first, last = data.segments.test  # a few days, not the whole segment, to take 5 rows from
-        days = slice(first, min(last, first + pd.Timedelta(days=10)))
-        example = feature_rows(data.dataset, days, 5)
-        logged = specs.log_flavor_model(spec, model, example, recorder, cfg.mlflow.tracking_uri)
-        client.set_tag(run_id, names.MODEL_URI, logged.model_uri)
-    return extra
+    return metrics.regression_metrics(pred.iloc[:, 0], target.iloc[:, 0])
 
 
-def log_bytes(client: Any, run_id: str, content: bytes, name: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(content)
-        client.log_artifact(run_id, str(path))
+def model_example(data: Any) -> Any:
+    """A few model inputs (5 rows) from the test segment's first days: the logged model's input example."""
+    import pandas as pd
 
+    from qtrack.data.qlib_dataset import feature_rows
 
-def _log_plots(recorder: Any) -> None:
-    report = recorder.load_object("portfolio_analysis/report_normal_1day.pkl")
-    ic = recorder.load_object("sig_analysis/ic.pkl")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        plots.cumulative_return_plot(report, folder / "cumulative_return.png")
-        plots.daily_ic_plot(ic, folder / "daily_ic.png")
-        recorder.client.log_artifacts(recorder.id, str(folder), "plots")
+    first, last = data.segments.test  # a few days, not the whole segment, to take 5 rows from
+    return feature_rows(data.dataset, slice(first, min(last, first + pd.Timedelta(days=10))), 5)

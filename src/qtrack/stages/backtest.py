@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qtrack.console import Steps, err, out, summary_table
+from qtrack.console import Observer, Steps, err, out, summary_table
 from qtrack.data import qlib_format
 from qtrack.errors import QtrackError
 from qtrack.tracking import names
@@ -175,8 +175,7 @@ def run_backtest(pred_path: Path, cfg: Any, steps: Steps) -> BacktestResult:
         codes = cfg.dataset.benchmark if cfg.dataset.benchmark is not None else symbols
         data = TestData(segments=segs, benchmark=benchmark_returns(codes, segs))
         label = _label(cfg, scores, start, end)
-    with steps.step("records", "IC analysis and backtest"):
-        return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint)
+    return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint, steps)
 
 
 def _label(cfg: Any, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
@@ -190,25 +189,19 @@ def _label(cfg: Any, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
 
 
 def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFrame, data: TestData,
-                 fingerprint: str) -> BacktestResult:
+                 fingerprint: str, observer: Observer) -> BacktestResult:
     from qtrack import config
-    from qtrack.evaluation import records
+    from qtrack.stages.runner import open_run, record_predictions
     from qtrack.tracking import params as tracking
-    from qtrack.tracking.recorder import recorder_for
-    from qtrack.tracking.runs import run_context, run_tags
 
     digest = hashlib.sha256(pred_path.read_bytes()).hexdigest()[:16]
     run_name = cfg.run_name or f"backtest-{pred_path.stem}"
-    tags = run_tags(fingerprint, {names.STAGE: "backtest", "qtrack.pred_file": pred_path.name,
-                                  "qtrack.pred_digest": digest})
-    uri = cfg.mlflow.tracking_uri
-    with run_context(uri, cfg.mlflow.experiment_name, run_name, tags) as active:
-        recorder = recorder_for(active, uri)
+    tags = {names.STAGE: "backtest", "qtrack.pred_file": pred_path.name, "qtrack.pred_digest": digest}
+    with open_run(cfg, run_name, fingerprint, tags) as run:
         container = config.to_container(cfg)
-        tracking.log_params(active.client, active.run_id, tracking.flatten(
+        tracking.log_params(run.client, run.run_id, tracking.flatten(
             {"backtest": container["backtest"], "dataset": {"name": cfg.dataset.name, "market": cfg.dataset.market},
              "segments": {"test": ",".join(data.segments.as_dict()["test"])}}))
-        records.analyse_predictions(cfg, data, recorder, scores, label)
-    metrics = active.client.ledger.metrics(active.run_id)
+        metrics = record_predictions(cfg, data, run, scores, label, observer, "IC analysis and backtest")
     start, end = data.segments.as_dict()["test"]
-    return BacktestResult(active.run_id, run_name, cfg.mlflow.experiment_name, uri, dict(metrics), start, end)
+    return BacktestResult(run.run_id, run_name, cfg.mlflow.experiment_name, run.tracking_uri, dict(metrics), start, end)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from qtrack import config, paths
-from qtrack.console import Steps, err, out
+from qtrack.console import Observer, Steps, err, out
 from qtrack.data.prepare import prepare
 from qtrack.errors import QtrackError
 from qtrack.evaluation.ranking import (
@@ -34,19 +33,17 @@ from qtrack.evaluation.ranking import (
     ranking_markdown,
     results_payload,
 )
-from qtrack.runtime import raise_if_interrupted
 from qtrack.stages.context import stage
-from qtrack.stages.core import fit_and_evaluate
+from qtrack.stages.runner import JobOutcome, open_run, run_jobs, run_model
 from qtrack.stages.walk_forward import base_config, plan_windows, rolling_record
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
 from qtrack.tracking.names import higher_is_better
-from qtrack.tracking.runs import run_context, run_tags
 
 # The walk-forward record (stages.walk_forward) carries Qlib's signal and backtest metrics, not the regression ones.
 ROLLING_RANKABLE = tuple(TABLE)
 BENCHMARK_KEYS = ("models", "seeds", "metric", "model_overrides", "output_dir", "rolling")
-ROLLING_SWITCH = re.compile(r"(\+{0,2})rolling=(true|false|True|False)")
+SWITCHES = {"rolling": "rolling.enabled"}  # `rolling=true`, as users type it; the CLI and the Python API expand it
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,6 @@ class EnclosingRun:
 
 def run_benchmark(overrides: list[str], quiet: bool = False,
                   enclosing: EnclosingRun | None = None) -> tuple[BenchmarkResults, Path]:
-    overrides = [_rolling_switch(item) for item in overrides]
     with stage("benchmark", overrides, check=benchmark_settings) as ctx:
         models, seeds, metric, per_model = benchmark_settings(ctx.cfg)
         jobs = [Job(model=m, seed=s) for m in models for s in seeds]
@@ -73,12 +69,11 @@ def run_benchmark(overrides: list[str], quiet: bool = False,
         data = prepare(child_cfgs[min(child_cfgs)], steps)
         results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name,
                                    scope=TEST_SEGMENT if walk is None else WALK_FORWARD)
-        tags = run_tags(data.source.fingerprint, {names.STAGE: names.BENCHMARK, "qtrack.benchmark.metric": metric,
-                                                  names.BENCHMARK_SCOPE: results.scope,
-                                                  names.FEATURE_CACHE: data.cache_status})
+        tags = {names.STAGE: names.BENCHMARK, "qtrack.benchmark.metric": metric, names.BENCHMARK_SCOPE: results.scope,
+                names.FEATURE_CACHE: data.cache_status}
         run_name = f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        with run_context(ctx.cfg.mlflow.tracking_uri, ctx.cfg.mlflow.experiment_name, run_name, tags,
-                         parent_run_id=_nest_under(enclosing, ctx.cfg)) as parent:
+        with open_run(ctx.cfg, run_name, data.source.fingerprint, tags,
+                      parent_run_id=_nest_under(enclosing, ctx.cfg)) as parent:
             results.parent_run_id = parent.run_id
             _log_settings(parent, ctx.cfg, models, seeds)
             _run_jobs(jobs, child_cfgs, data, parent.run_id, metric, walk)
@@ -86,12 +81,6 @@ def run_benchmark(overrides: list[str], quiet: bool = False,
         _publish(results, table, Path(ctx.cfg.output_dir), run_name)
     _print_ranking(results, ctx.run_dir)
     return results, ctx.run_dir
-
-
-def _rolling_switch(item: str) -> str:
-    """`rolling=true` (the switch users type) is `rolling.enabled=true` in the config."""
-    match = ROLLING_SWITCH.fullmatch(item)
-    return f"rolling.enabled={match.group(2).lower()}" if match else item
 
 
 @dataclass(frozen=True)
@@ -110,10 +99,10 @@ class _Walk:
     def base(self, cfg: Any) -> Any:
         return base_config(cfg, self.windows)
 
-    def record(self, cfg: Any, data: Any, *, run_name: str, steps: Steps, parent_run_id: str,
-               extra_tags: dict[str, str], on_start: Any) -> Any:
-        run, _ = rolling_record(cfg, self.windows, data, steps, settings=self.settings, run_name=run_name,
-                                parent_run_id=parent_run_id, extra_tags=extra_tags, on_start=on_start)
+    def record(self, cfg: Any, data: Any, observer: Observer, *, run_name: str, tags: dict[str, str],
+               parent_run_id: str, on_start: Any) -> Any:
+        run, _ = rolling_record(cfg, self.windows, data, observer, settings=self.settings, run_name=run_name,
+                                parent_run_id=parent_run_id, extra_tags=tags, on_start=on_start)
         return run
 
 
@@ -218,39 +207,39 @@ def _log_settings(parent: Any, cfg: Any, models: list[str], seeds: list[int]) ->
 
 
 def _run_jobs(jobs: list[Job], cfgs: dict[int, Any], data: Any, parent: str, metric: str, walk: _Walk | None) -> None:
+    def run_one(index: int, job: Job) -> Any:
+        if index not in cfgs:
+            return None  # its config was refused; the job already says why
+        job.run_name = f"{job.model}-job{index}"
+        evaluate = run_model if walk is None else walk.record
+        return evaluate(cfgs[index], data, Steps(quiet=True), run_name=job.run_name, parent_run_id=parent,
+                        tags={"qtrack.benchmark.job": str(index)},
+                        on_start=lambda run_id: setattr(job, "run_id", run_id))
+
+    def settle(index: int, job: Job, outcome: JobOutcome) -> str:
+        if index in cfgs:
+            _settle(job, outcome)
+        return _job_line(job, metric)
+
+    run_jobs(jobs, run_one, settle)
+
+
+def _settle(job: Job, outcome: JobOutcome) -> None:
+    job.seconds = outcome.seconds
+    if outcome.error:
+        job.status, job.error = "FAILED", outcome.error
+        return
+    result = outcome.result
+    job.status, job.run_id, job.metrics = "FINISHED", result.run_id, numeric_metrics(result.metrics)
+    job.constant = result.constant_predictions
+
+
+def _job_line(job: Job, metric: str) -> str:
     from rich.markup import escape
 
-    started, total = time.perf_counter(), len(jobs)
-    for index, job in enumerate(jobs):
-        raise_if_interrupted()
-        if index in cfgs:
-            _run_job(index, job, cfgs[index], data, parent, walk)
-        done = index + 1
-        outcome = (f"[red]failed[/]: {escape(job.error or '')}" if job.status == "FAILED"
-                   else f"{metric} {job.metrics.get(metric, float('nan')):.4f} ({job.seconds:.1f}s)")
-        eta = _eta(started, done, total)
-        err.print(f"\\[{done}/{total}] {job.model} seed {job.seed}: {outcome}  [dim]ETA {eta}[/]")
-
-
-def _eta(started: float, done: int, total: int) -> str:
-    left = (time.perf_counter() - started) / max(done, 1) * (total - done)
-    return f"{int(left // 60)}m{int(left % 60):02d}s"
-
-
-def _run_job(index: int, job: Job, cfg: Any, data: Any, parent: str, walk: _Walk | None) -> None:
-    start = time.perf_counter()
-    job.run_name = f"{job.model}-job{index}"
-    evaluate = fit_and_evaluate if walk is None else walk.record
-    try:
-        result = evaluate(cfg, data, run_name=job.run_name, steps=Steps(quiet=True),
-                          parent_run_id=parent, extra_tags={"qtrack.benchmark.job": str(index)},
-                          on_start=lambda run_id: setattr(job, "run_id", run_id))
-    except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
-        job.status, job.error = "FAILED", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-    else:
-        job.status, job.run_id, job.metrics = "FINISHED", result.run_id, numeric_metrics(result.metrics)
-        job.constant = result.constant_predictions
-    job.seconds = time.perf_counter() - start
+    if job.status == "FAILED":
+        return f"{job.model} seed {job.seed}: [red]failed[/]: {escape(job.error or '')}"
+    return f"{job.model} seed {job.seed}: {metric} {job.metrics.get(metric, float('nan')):.4f} ({job.seconds:.1f}s)"
 
 
 def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Path, data: Any) -> Any:

@@ -88,7 +88,7 @@ def retrain_lock(tracking_uri: str, name: str):
 def _retrain(cfg: Any, name: str, run_dir: Path, quiet: bool) -> RetrainOutcome:
     from qtrack.data.dataset import ensure_data, market_calendar
     from qtrack.data.prepare import prepare
-    from qtrack.stages.core import fit_and_evaluate
+    from qtrack.stages.runner import run_model
 
     settings = cfg.retrain
     source = ensure_data(cfg.dataset)
@@ -112,8 +112,8 @@ def _retrain(cfg: Any, name: str, run_dir: Path, quiet: bool) -> RetrainOutcome:
     train_cfg = config.variant(cfg, values=laid_out, allowed=RETRAIN_LAYS_OUT, drop=("retrain",))
     steps = Steps(quiet=quiet)
     data = prepare(train_cfg, steps)
-    result = fit_and_evaluate(train_cfg, data, run_name=f"retrain-{name}-{latest}", steps=steps, output_dir=run_dir,
-                              extra_tags={"qtrack.stage": "retrain", "qtrack.retrain.model": name})
+    result = run_model(train_cfg, data, steps, run_name=f"retrain-{name}-{latest}", output_dir=run_dir,
+                       tags={"qtrack.stage": "retrain", "qtrack.retrain.model": name}, with_data_times=True)
     outcome.holdout = list(spans.as_dict()["test"])
     outcome.challenger_run_id = result.run_id
     outcome.challenger_score = _finite_or_none(result.metrics.get(settings.metric))

@@ -10,7 +10,8 @@ from qtrack.config.store_uri import mask_uri
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.data.prepare import prepare
 from qtrack.stages.context import stage
-from qtrack.stages.core import RunResult, fit_and_evaluate, metric_rows
+from qtrack.stages.core import RunResult, metric_rows
+from qtrack.stages.runner import run_model
 from qtrack.tracking import names
 
 
@@ -23,8 +24,8 @@ def run_train(overrides: list[str], quiet: bool = False) -> RunResult:
         steps = Steps(quiet=quiet)
         data = prepare(ctx.cfg, steps)
         run_name = default_run_name(ctx.cfg)
-        result = fit_and_evaluate(ctx.cfg, data, run_name=run_name, steps=steps, output_dir=ctx.run_dir,
-                                  extra_tags={names.STAGE: names.TRAIN})
+        result = run_model(ctx.cfg, data, steps, run_name=run_name, tags={names.STAGE: names.TRAIN},
+                           output_dir=ctx.run_dir, with_data_times=True)
     print_summary(result, ctx.run_dir)
     return result
 

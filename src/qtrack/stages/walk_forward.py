@@ -21,15 +21,17 @@ from typing import Any
 import pandas as pd
 
 from qtrack import config
-from qtrack.console import Steps
+from qtrack.console import Observer
 from qtrack.data.prepare import PreparedData, benchmark_codes, benchmark_returns
 from qtrack.data.segments import Segments, Window, walk_forward
 from qtrack.errors import QtrackError
 from qtrack.evaluation import metrics as signal
 from qtrack.runtime import raise_if_interrupted
-from qtrack.stages.core import SUMMARY_METRICS, RunResult, fit_and_evaluate
+from qtrack.stages.core import SUMMARY_METRICS, RunResult
+from qtrack.stages.runner import data_tags, log_metrics, open_run, record_predictions, run_model
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
+from qtrack.tracking.runs import ActiveRun
 
 ROLLING = "rolling"
 WINDOW_TAG = "qtrack.rolling.window"
@@ -66,54 +68,40 @@ def base_config(cfg: Any, windows: list[Window]) -> Any:
     return config.variant(cfg, values=values, allowed=("dataset.segments",), drop=(ROLLING,))
 
 
-def rolling_record(base: Any, windows: list[Window], data: PreparedData, steps: Steps, *, settings: dict,
+def rolling_record(base: Any, windows: list[Window], data: PreparedData, observer: Observer, *, settings: dict,
                    run_name: str, parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None,
                    on_start: Any = None) -> tuple[RunResult, RollingResult]:
     """One parent run (nested under `parent_run_id` when given) with a child per window (and the static split
     when settings["compare_static"]); its metrics are the stitched record's."""
-    from qtrack.tracking.recorder import recorder_for
-    from qtrack.tracking.runs import run_context, run_tags
-
-    tags = run_tags(data.source.fingerprint, {names.STAGE: ROLLING, names.FEATURE_CACHE: data.cache_status,
-                                              names.DATA_END: data.data_end, **(extra_tags or {})})
     child_tags = {names.STAGE: ROLLING}
-    uri = base.mlflow.tracking_uri
-    with run_context(uri, base.mlflow.experiment_name, run_name, tags, parent_run_id=parent_run_id) as parent:
-        if on_start is not None:
-            on_start(parent.run_id)
-        client = parent.client
+    tags = {**child_tags, **data_tags(data), **(extra_tags or {})}
+    with open_run(base, run_name, data.source.fingerprint, tags, parent_run_id=parent_run_id,
+                  on_start=on_start) as parent:
         params = tracking.flatten({**config.to_container(base), ROLLING: settings})
         params.pop("dataset.segments.train"), params.pop("dataset.segments.valid")  # each window has its own
-        tracking.log_params(client, parent.run_id, params)
+        tracking.log_params(parent.client, parent.run_id, params)
         static = None
         if settings.get("compare_static"):
-            static = fit_and_evaluate(base, _window_data(base, data, data.segments), run_name=f"{run_name}-static",
-                                      steps=steps.fresh(), parent_run_id=parent.run_id,
-                                      extra_tags={**child_tags, WINDOW_TAG: STATIC})
+            static = run_model(base, _window_data(base, data, data.segments), observer, run_name=f"{run_name}-static",
+                               tags={**child_tags, WINDOW_TAG: STATIC}, parent_run_id=parent.run_id)
         children = []
         for window in windows:
             raise_if_interrupted()
-            child = fit_and_evaluate(_window_config(base, window.segments), _window_data(base, data, window.segments),
-                                     run_name=f"{run_name}-w{window.index}", steps=steps.fresh(),
-                                     parent_run_id=parent.run_id,
-                                     extra_tags={**child_tags, WINDOW_TAG: str(window.index)})
-            children.append(child)
+            children.append(run_model(_window_config(base, window.segments), _window_data(base, data, window.segments),
+                                      observer, run_name=f"{run_name}-w{window.index}", parent_run_id=parent.run_id,
+                                      tags={**child_tags, WINDOW_TAG: str(window.index)}))
         stitched = pd.concat([_predictions(child) for child in children]).sort_index()
         if stitched.index.duplicated().any():
             raise QtrackError("rolling: two windows predicted the same day")  # the windows' layout forbids it
         label = _raw_label(data, stitched.index)
-        recorder = recorder_for(parent, uri)
-        with steps.step("records", "IC analysis and backtest of the stitched predictions"):
-            from qtrack.evaluation import records
-
-            records.analyse_predictions(base, data, recorder, stitched, label)
+        record_predictions(base, data, parent, stitched, label, observer,
+                           "IC analysis and backtest of the stitched predictions")
         table = _window_table(windows, children, stitched, label, static and _predictions(static))
-        _log_parent(client, parent.run_id, table, static)
-        logged = client.ledger.metrics(parent.run_id)
+        _log_parent(parent, table, static)
+        logged = parent.client.ledger.metrics(parent.run_id)
     own = {k: v for k, v in logged.items() if not k.startswith((STATIC, "window"))}
     run = RunResult(run_id=parent.run_id, run_name=run_name, experiment_id=parent.experiment_id,
-                    experiment_name=base.mlflow.experiment_name, tracking_uri=uri, metrics=own,
-                    seconds=dict(steps.seconds))
+                    experiment_name=parent.experiment_name, tracking_uri=parent.tracking_uri, metrics=own, seconds={})
     return run, RollingResult(parent.run_id, table, own, static.metrics if static else {})
 
 
@@ -173,15 +161,15 @@ def _window_table(windows: list[Window], children: list[RunResult], stitched: pd
     return rows
 
 
-def _log_parent(client: Any, run_id: str, table: list[dict], static: RunResult | None) -> None:
+def _log_parent(parent: ActiveRun, table: list[dict], static: RunResult | None) -> None:
     from qtrack.evaluation.plots import window_ic_plot
 
     for row in table:
-        tracking.log_metrics(client, run_id, {f"window.{k}": row[k] for k in SIGNAL}, step=row["window"])
+        log_metrics(parent, {f"window.{k}": row[k] for k in SIGNAL}, step=row["window"])
     if static is not None:
-        tracking.log_metrics(client, run_id, {f"{STATIC}.{k}": static.metrics[k] for k in SUMMARY_METRICS
-                                              if k in static.metrics})
-    tracking.log_metrics(client, run_id, {"windows": float(len(table))})
+        log_metrics(parent, {f"{STATIC}.{k}": static.metrics[k] for k in SUMMARY_METRICS if k in static.metrics})
+    log_metrics(parent, {"windows": float(len(table))})
+    client, run_id = parent.client, parent.run_id
     client.log_text(run_id, json.dumps(table, indent=2, default=str), "rolling/windows.json")
     with tempfile.TemporaryDirectory() as tmp:
         client.log_artifact(run_id, str(window_ic_plot(pd.DataFrame(table), Path(tmp) / "window_ic.png")), "rolling")

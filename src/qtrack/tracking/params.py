@@ -87,12 +87,3 @@ def _finite(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
 
-
-class EpochLogger:
-    """An epoch callback that logs the epoch's metrics at once, so curves grow in MLflow during a long fit."""
-
-    def __init__(self, client: Any, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
-
-    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        log_metrics(self.client, self.run_id, metrics, step=epoch)

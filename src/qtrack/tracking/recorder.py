@@ -23,10 +23,10 @@ from qtrack.tracking.ledger import MetricLedger
 from qtrack.tracking.runs import GuardedClient
 
 
-def recorder_for(active: Any, uri: str) -> CachingRecorder:
+def recorder_for(active: Any) -> CachingRecorder:
     """The recorder of an open run (tracking.runs.ActiveRun), sharing its client's metric ledger."""
-    return CachingRecorder(active.experiment_id, uri, mlflow_run=active.run, ledger=active.client.ledger,
-                           saved=active.objects)
+    return CachingRecorder(active.experiment_id, active.tracking_uri, mlflow_run=active.run,
+                           ledger=active.client.ledger, saved=active.objects)
 
 
 class CachingRecorder(MLflowRecorder):

@@ -33,6 +33,8 @@ class ActiveRun:
     client: Any  # mlflow.tracking.MlflowClient
     run: Any  # mlflow.entities.Run, as created
     experiment_id: str
+    experiment_name: str
+    tracking_uri: str
     # The Qlib objects (pred.pkl, sig_analysis/ic.pkl, ...) saved in this run: the run is this process's own,
     # so these are all it holds (tracking.recorder).
     objects: dict[str, Any] = field(default_factory=dict)
@@ -40,6 +42,13 @@ class ActiveRun:
     @property
     def run_id(self) -> str:
         return self.run.info.run_id
+
+    @functools.cached_property
+    def recorder(self) -> Any:
+        """Qlib's recorder of this run (tracking.recorder.CachingRecorder), sharing its client's metric ledger."""
+        from qtrack.tracking.recorder import recorder_for
+
+        return recorder_for(self)
 
 
 class GuardedClient:
@@ -117,7 +126,8 @@ def run_context(
     all_tags = {**tags, names.PID: str(os.getpid()), names.HOST: platform.node()}
     if parent_run_id:
         all_tags[names.PARENT_RUN] = parent_run_id
-    active = ActiveRun(client, client.create_run(experiment_id, run_name=run_name, tags=all_tags), experiment_id)
+    created = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    active = ActiveRun(client, created, experiment_id, experiment_name, tracking_uri)
     status = "FAILED"
     try:
         yield active

@@ -13,8 +13,9 @@ from qtrack.console import Steps
 from qtrack.models import search_space
 from qtrack.models.pruning import BoostingPruning
 from qtrack.runtime import critical
-from qtrack.stages.core import fit_and_evaluate, fit_and_score
+from qtrack.stages.evaluate import evaluate
 from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, REPORTED_TEST_METRICS, Settings
+from qtrack.stages.runner import open_run, run_model
 from qtrack.tracking import names
 
 RUN_ID_ATTR = "mlflow_run_id"
@@ -38,13 +39,9 @@ class Objective:
     def _record_failure(self, trial: Any, exc: Exception) -> None:
         """A trial that failed before its run opened (sampling, deriving its config) still gets its FAILED
         child run, with the error, as every other failed trial does."""
-        from qtrack.tracking.runs import run_context, run_tags
-
-        tags = run_tags(self.data.source.fingerprint, self._trial_tags(trial))
         try:
-            with run_context(self.cfg.mlflow.tracking_uri, self.cfg.mlflow.experiment_name, f"trial-{trial.number}",
-                             tags, parent_run_id=self.parent_run_id()) as active:
-                self._started(trial, active.run_id)
+            with open_run(self.cfg, f"trial-{trial.number}", self.data.source.fingerprint, self._trial_tags(trial),
+                          parent_run_id=self.parent_run_id(), on_start=lambda run_id: self._started(trial, run_id)):
                 raise exc
         except type(exc):
             pass
@@ -61,17 +58,16 @@ class Objective:
         cfg = config.variant(self.cfg, values={f"model.{k}": v for k, v in params.items()}, drop=OPTIMIZE_KEYS)
         pruning = (BoostingPruning(trial, config.to_container(cfg.model), self.settings.maximize)
                    if self.settings.pruner != "none" else None)
-        steps = Steps(quiet=True, capture=False)
+        observer = Steps(quiet=True, capture=False)
         if self.settings.mlflow:
-            found = fit_and_evaluate(
-                cfg, self.data, run_name=f"trial-{trial.number}", steps=steps, parent_run_id=self.parent_run_id(),
-                extra_tags=self._trial_tags(trial), pruning=pruning,
-                on_start=lambda run_id: self._started(trial, run_id),
-            ).metrics
+            found = run_model(cfg, self.data, observer, run_name=f"trial-{trial.number}", tags=self._trial_tags(trial),
+                              parent_run_id=self.parent_run_id(), pruning=pruning,
+                              on_start=lambda run_id: self._started(trial, run_id)).metrics
             reported = {name: found.get(name) for name in REPORTED_TEST_METRICS}
         else:
-            found = fit_and_score(cfg, self.data, steps, pruning)
-            reported = {name: found.get(f"test.{name}") for name in REPORTED_TEST_METRICS}
+            evaluation = evaluate(cfg, self.data, observer, pruning=pruning, records_on_test=False)
+            found = evaluation.all_metrics()
+            reported = {name: evaluation.test_metric(name) for name in REPORTED_TEST_METRICS}
         with critical():
             for name, value in reported.items():
                 if value is not None and math.isfinite(value):

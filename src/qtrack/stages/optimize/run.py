@@ -16,9 +16,9 @@ from qtrack.stages.optimize import report, study
 from qtrack.stages.optimize.objective import Objective
 from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, OptimizeResult, Settings, TrialsFailedError, settings_from
 from qtrack.stages.optimize.sweep import Sweep
+from qtrack.stages.runner import open_run
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
-from qtrack.tracking.runs import run_context, run_tags
 
 
 def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
@@ -74,12 +74,9 @@ def _parent_run(settings: Settings, cfg: Any, data: Any):
     if not settings.mlflow:
         yield None
         return
-    tags = run_tags(data.source.fingerprint, {
-        names.STAGE: names.OPTIMIZE, names.FEATURE_CACHE: data.cache_status,
-        "optuna.study_name": settings.study_name, "optuna.storage": settings.storage.masked,
-    })
-    with run_context(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, f"optimize-{settings.study_name}",
-                     tags) as parent:
+    tags = {names.STAGE: names.OPTIMIZE, names.FEATURE_CACHE: data.cache_status,
+            "optuna.study_name": settings.study_name, "optuna.storage": settings.storage.masked}
+    with open_run(cfg, f"optimize-{settings.study_name}", data.source.fingerprint, tags) as parent:
         logged = config.to_container(cfg)
         logged["optimize"]["storage"] = logged["optimize"].get("storage") or settings.storage.url
         logged["search_space"] = json.dumps(logged["search_space"], sort_keys=True)

@@ -1,0 +1,118 @@
+"""The only code that writes a model's run: its inputs before the fit (`record_inputs`), and an Evaluation after
+it (`record`): Qlib's records' objects and metrics, qtrack's metrics and curves, the target, model and pipeline,
+plots, Qlib's report page, the MLflow model, the times and the summary."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from qtrack import config
+from qtrack.console import Observer, timed
+from qtrack.data.prepare import PreparedData
+from qtrack.evaluation import plots, qlib_reports
+from qtrack.runtime import log_uncommitted_code
+from qtrack.stages.evaluate import Evaluation
+from qtrack.tracking import inputs, names
+from qtrack.tracking import params as tracking
+from qtrack.tracking.runs import ActiveRun
+
+
+def record_inputs(cfg: Any, data: PreparedData, run: ActiveRun) -> None:
+    """What a run starts from, logged before the fit so that a failed run shows it too: params (with the
+    resolved segments), config.yaml, the segments as MLflow datasets, and uncommitted code."""
+    client, run_id = run.client, run.run_id
+    params = tracking.flatten(config.to_container(cfg))
+    params.update({f"segments.{name}": ",".join(span) for name, span in data.segments.as_dict().items()})
+    truncated = tracking.log_params(client, run_id, params)
+    if truncated:
+        client.set_tag(run_id, names.TRUNCATED_PARAMS, ",".join(truncated))
+    client.log_text(run_id, config.to_yaml(cfg), "config.yaml")
+    inputs.log_segment_inputs(client, run_id, cfg, data)
+    log_uncommitted_code(client, run_id)
+
+
+def record(evaluation: Evaluation, run: ActiveRun, observer: Observer,
+           seconds: dict[str, float] | None = None) -> dict[str, float]:
+    """Write `evaluation` to `run`. A model's evaluation also logs its extras, shown as the `logging` step, and
+    the times: `seconds` (the data's, when the run prepared it) then the evaluation's and the logging's.
+    Returns those times."""
+    if evaluation.model is None:
+        _record_qlib(evaluation, run)
+        return dict(evaluation.seconds)
+    times = {**(seconds or {}), **evaluation.seconds}
+    with timed(observer, times, "logging", "logging metrics, plots and model"):
+        _record_fit(evaluation, run)
+        _record_qlib(evaluation, run)
+        _record_extras(evaluation, run)
+    tracking.log_metrics(run.client, run.run_id, {f"time.{k}_seconds": v for k, v in times.items()})
+    return times
+
+
+def _record_fit(evaluation: Evaluation, run: ActiveRun) -> None:
+    """The training curves and validation metrics; for a network, its best epoch, weights and device."""
+    client, run_id = run.client, run.run_id
+    tracking.log_curves(client, run_id, evaluation.curves)
+    if evaluation.spec.flavor == "pytorch":
+        from qtrack.models import torch_runtime
+
+        model = evaluation.model
+        for name, value in torch_runtime.device_tags(model).items():
+            client.set_tag(run_id, name, value)
+        if model.best_epoch is not None:
+            tracking.log_metrics(client, run_id, {"best_epoch": model.best_epoch})
+        log_bytes(client, run_id, torch_runtime.weights_bytes(model.network), "best_epoch.pt")
+    tracking.log_metrics(client, run_id, {k: v for k, v in evaluation.metrics.items() if k.startswith("valid.")})
+
+
+def _record_qlib(evaluation: Evaluation, run: ActiveRun) -> None:
+    """Qlib's records as Qlib writes them: each save one upload, the metrics as logged (NaN included)."""
+    for folder, objects in evaluation.recorder.saves:
+        run.recorder.save_objects(artifact_path=folder, **objects)
+    run.recorder.log_metrics(**evaluation.recorder.metrics)
+
+
+def _record_extras(evaluation: Evaluation, run: ActiveRun) -> None:
+    client, run_id, cfg = run.client, run.run_id, evaluation.cfg
+    if evaluation.pipeline:
+        log_bytes(client, run_id, evaluation.pipeline, "dataset.pkl")
+    tracking.log_metrics(client, run_id, {k: v for k, v in evaluation.metrics.items() if not k.startswith("valid.")})
+    if evaluation.constant_predictions:
+        client.set_tag(run_id, names.CONSTANT_PREDICTIONS, "true")
+    if cfg.mlflow.plots:
+        _log_plots(run.recorder)
+    if cfg.mlflow.qlib_report:
+        qlib_reports.log_report(run.recorder, f"Qlib report: {evaluation.spec.name}, run {run_id}")
+    if evaluation.example is not None:
+        from qtrack.models import specs
+
+        logged = specs.log_flavor_model(evaluation.spec, evaluation.model, evaluation.example, run.recorder,
+                                        run.tracking_uri)
+        client.set_tag(run_id, names.MODEL_URI, logged.model_uri)
+
+
+def log_bytes(client: Any, run_id: str, content: bytes, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(content)
+        client.log_artifact(run_id, str(path))
+
+
+def _log_plots(recorder: Any) -> None:
+    report = recorder.load_object("portfolio_analysis/report_normal_1day.pkl")
+    ic = recorder.load_object("sig_analysis/ic.pkl")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        plots.cumulative_return_plot(report, folder / "cumulative_return.png")
+        plots.daily_ic_plot(ic, folder / "daily_ic.png")
+        recorder.client.log_artifacts(recorder.id, str(folder), "plots")
+
+
+def write_summary(summary: dict, run: ActiveRun, output_dir: Path | None) -> None:
+    text = json.dumps(summary, indent=2, sort_keys=True)
+    run.client.log_text(run.run_id, text, "summary.json")
+    if output_dir is not None:
+        (output_dir / "summary.json").write_text(text)
+
