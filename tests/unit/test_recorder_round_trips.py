@@ -10,7 +10,7 @@ from qlib.utils.exceptions import LoadObjectError
 from qlib.workflow.record_temp import SigAnaRecord
 
 from qtrack.tracking.recorder import CachingRecorder, recorder_for
-from qtrack.tracking.runs import run_context
+from qtrack.tracking.run_context import run_context
 
 
 class CountingDownloads:

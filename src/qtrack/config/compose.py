@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import paths
+from qtrack.config.schema import Settings
+from qtrack.config.settings import validation_schema
 from qtrack.config.store_uri import resolve_tracking_uri
 from qtrack.config.values import to_container
 from qtrack.errors import QtrackError
@@ -33,7 +35,7 @@ def config_groups(config_dir: Path | None = None) -> dict[str, list[str]]:
 
 @dataclass
 class Composed:
-    cfg: Any  # omegaconf.DictConfig
+    cfg: Settings
     run_dir: str | None
 
 
@@ -60,8 +62,14 @@ def compose(stage: str, overrides: list[str]) -> Composed:
     OmegaConf.set_struct(cfg, False)
     _validate(cfg)
     _fill_derived(cfg)
-    OmegaConf.set_struct(cfg, True)
-    return Composed(cfg=cfg, run_dir=run_dir)
+    return Composed(cfg=_settings(cfg), run_dir=run_dir)
+
+
+def _settings(cfg: Any) -> Settings:
+    """The validated config as frozen, typed settings."""
+    from qtrack.config.settings import build
+
+    return build(Settings, to_container(cfg))
 
 
 def _take_run_dir(overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -104,7 +112,7 @@ def _validate(cfg: Any) -> None:
         if group not in cfg:
             continue
         try:
-            cfg[group] = OmegaConf.merge(OmegaConf.structured(schema), cfg[group])
+            cfg[group] = OmegaConf.merge(OmegaConf.structured(validation_schema(schema)), cfg[group])
         except OmegaConfBaseException as exc:
             key = getattr(exc, "full_key", "") or ""
             where = f"{group}.{key}" if key else group
@@ -126,7 +134,7 @@ def _validate_model(model: Any) -> None:
     within the ranges of config.schema.MODEL_RANGES."""
     from omegaconf import OmegaConf
 
-    from qtrack.config.schema import model_range_problem
+    from qtrack.config.ranges import model_range_problem
 
     defaults_file = paths.config_dir() / "model" / f"{model.name}.yaml"
     defaults = OmegaConf.to_container(OmegaConf.load(defaults_file)) if defaults_file.is_file() else {}
@@ -179,9 +187,9 @@ def _directory_dataset_name(provider_uri: str) -> str:
     return base if paths.SAFE_NAME.fullmatch(base) else "qlib_data"
 
 
-def variant(cfg: Any, *, model: str | None = None, values: dict[str, Any] | None = None,
+def variant(cfg: Settings, *, model: str | None = None, values: dict[str, Any] | None = None,
             overrides: list[str] | None = None, allowed: tuple[str, ...] = ("model.",),
-            drop: tuple[str, ...] = ()) -> Any:
+            drop: tuple[str, ...] = ()) -> Settings:
     """A validated copy of a composed config: top-level keys in `drop` removed, the `model` group swapped
     for another option, then `values` (dotted key -> value) and `overrides` (Hydra's syntax) applied as a
     patch. The patch may touch only keys under `allowed`; anything else is a QtrackError, so a variant
@@ -200,8 +208,7 @@ def variant(cfg: Any, *, model: str | None = None, values: dict[str, Any] | None
             raise QtrackError(f"'{key}' can't be changed here: only {', '.join(p + '*' for p in allowed)} may")
         OmegaConf.update(derived, key, value, merge=False, force_add=True)
     _validate(derived)
-    OmegaConf.set_struct(derived, True)
-    return derived
+    return _settings(derived)
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

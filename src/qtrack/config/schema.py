@@ -6,9 +6,6 @@ choices and the rules that join two keys, so a value that makes no sense is refu
 model's own default (compose._validate_model) and the ranges in MODEL_RANGES.
 """
 
-import math
-import operator
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
@@ -16,68 +13,29 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from qtrack.config.names import ALIAS, RESERVED_ALIAS, model_name_problem
+from qtrack.config.ranges import COST, POSITIVE_SHARE, SYNTHETIC_RANGES, TOP_LEVEL, ranged
+from qtrack.config.settings import FrozenMapping, ModelSettings, SettingsGroup
 from qtrack.config.synthetic import SyntheticSpec
 from qtrack.paths import SAFE_NAME
 
 NAME_HINT = "a name, not a path (letters, digits, '.', '_' and '-')"
 
-
 @dataclass(frozen=True)
-class Range:
-    """Bounds and choices of one value; None (where the type allows it) always passes."""
-
-    ge: Optional[float] = None
-    gt: Optional[float] = None
-    le: Optional[float] = None
-    lt: Optional[float] = None
-    choices: Optional[tuple] = None
-    pattern: Optional[str] = None  # the whole value must match
-    hint: str = "something else"  # what the value must be when the pattern does not match
-
-    def problem(self, value: Any) -> Optional[str]:
-        if value is None:
-            return None
-        if self.choices is not None and value not in self.choices:
-            names = [str(choice) for choice in self.choices]
-            allowed = " or ".join(names) if len(names) <= 2 else f"one of {', '.join(names)}"
-            return f"must be {allowed}, got {value!r}"
-        if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
-            return f"must be {self.hint}, got {value!r}"
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                return f"must be a finite number, got {value!r}"
-            for bound, holds, words in ((self.ge, operator.ge, "at least"), (self.gt, operator.gt, "above"),
-                                        (self.le, operator.le, "at most"), (self.lt, operator.lt, "below")):
-                if bound is not None and not holds(value, bound):
-                    return f"must be {words} {bound:g}, got {value!r}"
-        return None
-
-
-def ranged(default: Any = MISSING, **bounds: Any) -> Any:
-    """A schema field with its range; MISSING means the group's YAML file gives the value."""
-    return field(default=default, metadata={"range": Range(**bounds)})
-
-
-POSITIVE_SHARE = {"gt": 0.0}
-COST = {"ge": 0.0, "lt": 1.0}
-
-
-@dataclass
-class SplitSchema:
+class SplitSchema(SettingsGroup):
     train: float = ranged(**POSITIVE_SHARE)
     valid: float = ranged(**POSITIVE_SHARE)
     test: float = ranged(**POSITIVE_SHARE)
 
 
-@dataclass
-class SegmentsSchema:
-    train: Optional[list[str]] = None
-    valid: Optional[list[str]] = None
-    test: Optional[list[str]] = None
+@dataclass(frozen=True)
+class SegmentsSchema(SettingsGroup):
+    train: Optional[tuple[str, ...]] = None
+    valid: Optional[tuple[str, ...]] = None
+    test: Optional[tuple[str, ...]] = None
 
 
-@dataclass
-class DatasetSchema:
+@dataclass(frozen=True)
+class DatasetSchema(SettingsGroup):
     # A name under the data root, never a path: letters, digits, '.', '_' and '-', no leading dot.
     name: str = ranged(pattern=SAFE_NAME.pattern, hint=NAME_HINT)
     market: str = ranged(pattern=SAFE_NAME.pattern, hint=NAME_HINT)
@@ -95,8 +53,8 @@ class DatasetSchema:
     synthetic: Optional[SyntheticSpec] = None
 
 
-@dataclass
-class FeaturesSchema:
+@dataclass(frozen=True)
+class FeaturesSchema(SettingsGroup):
     name: str = MISSING
     handler: str = MISSING
     module_path: str = MISSING
@@ -104,12 +62,12 @@ class FeaturesSchema:
     engine: str = ranged(choices=("fast", "qlib"))
     label: Optional[str] = None
     label_horizon: int = ranged(ge=1)
-    infer_processors: list[Any] = field(default_factory=list)
-    learn_processors: list[Any] = field(default_factory=list)
+    infer_processors: tuple[Any, ...] = ()
+    learn_processors: tuple[Any, ...] = ()
 
 
-@dataclass
-class BacktestSchema:
+@dataclass(frozen=True)
+class BacktestSchema(SettingsGroup):
     # fast: qtrack's loop over Qlib's own account objects (qtrack.evaluation.fast_backtest); qlib: Qlib's.
     engine: str = ranged(choices=("fast", "qlib"))
     strategy: str = ranged(choices=("TopkDropoutStrategy",))
@@ -123,8 +81,8 @@ class BacktestSchema:
     limit_threshold: Optional[float] = ranged(None, gt=0.0, lt=1.0)
 
 
-@dataclass
-class MlflowSchema:
+@dataclass(frozen=True)
+class MlflowSchema(SettingsGroup):
     tracking_uri: Optional[str] = None
     experiment_name: Optional[str] = None
     log_model: bool = MISSING
@@ -132,8 +90,8 @@ class MlflowSchema:
     qlib_report: bool = MISSING
 
 
-@dataclass
-class OptimizeSchema:
+@dataclass(frozen=True)
+class OptimizeSchema(SettingsGroup):
     metric: str = MISSING  # checked with the objective's metrics (stages.optimize.settings)
     direction: Optional[str] = ranged(None, choices=("maximize", "minimize"))
     trials: int = ranged(ge=0)
@@ -149,8 +107,8 @@ class OptimizeSchema:
     warmup_steps: int = ranged(ge=0)
 
 
-@dataclass
-class RetrainSchema:
+@dataclass(frozen=True)
+class RetrainSchema(SettingsGroup):
     model_name: Optional[str] = None
     alias: str = ranged(pattern=ALIAS.pattern, hint="an alias such as champion")  # not reserved: see check()
     train_days: int = ranged(ge=5)
@@ -162,8 +120,8 @@ class RetrainSchema:
     summary: Optional[str] = None
 
 
-@dataclass
-class RollingSchema:
+@dataclass(frozen=True)
+class RollingSchema(SettingsGroup):
     enabled: bool = MISSING
     step: int = ranged(ge=5)
     train_window: str = ranged(pattern=r"expanding|[1-9][0-9]*", hint="expanding or a number of trading days")
@@ -171,6 +129,37 @@ class RollingSchema:
     first_test_day: Optional[str] = None
     compare_static: bool = MISSING
 
+
+@dataclass(frozen=True)
+class Settings(SettingsGroup):
+    """A stage's whole settings: the train groups, and the parts only some stages have (None elsewhere)."""
+
+    dataset: DatasetSchema
+    features: FeaturesSchema
+    model: ModelSettings
+    backtest: BacktestSchema
+    mlflow: MlflowSchema
+    seed: int
+    run_name: Optional[str]
+    kernels: Optional[int]
+    rolling: Optional[RollingSchema] = None  # rolling, benchmark
+    search_space: Optional[FrozenMapping] = None  # optimize
+    optimize: Optional[OptimizeSchema] = None
+    retrain: Optional[RetrainSchema] = None
+    # benchmark: checked by stages.benchmark.benchmark_settings, with messages that say what to give
+    models: Any = None
+    seeds: Any = None
+    output_dir: Optional[str] = None
+    metric: Optional[str] = None
+    model_overrides: Optional[FrozenMapping] = None
+
+    def _present(self) -> tuple[str, ...]:
+        return tuple(item.name for item in fields(self) if item.name not in STAGE_PARTS or
+                     getattr(self, item.name) is not None)
+
+
+STAGE_PARTS = ("rolling", "search_space", "optimize", "retrain", "models", "seeds", "output_dir", "metric",
+               "model_overrides")
 
 SCHEMAS = {
     "dataset": DatasetSchema,
@@ -181,41 +170,6 @@ SCHEMAS = {
     "retrain": RetrainSchema,
     "rolling": RollingSchema,
 }
-
-TOP_LEVEL = {"seed": Range(ge=0), "kernels": Range(ge=1)}
-
-SYNTHETIC_RANGES = {
-    "symbols": Range(ge=2), "days": Range(ge=30), "signal": Range(gt=-1.0, lt=1.0), "noise": Range(ge=0.0),
-    "seed": Range(ge=0), "holiday_rate": Range(ge=0.0, lt=0.5), "missing_rate": Range(ge=0.0, lt=0.5),
-    "late_listing_share": Range(ge=0.0, le=1.0),
-}
-
-# Hyperparameter ranges by name, for every model that has the key; MODEL_RANGES_BY_MODEL refines them.
-MODEL_RANGES = {
-    "learning_rate": Range(gt=0.0), "eta": Range(gt=0.0),
-    "num_boost_round": Range(ge=1), "early_stopping_rounds": Range(ge=1),
-    "num_leaves": Range(ge=2), "max_depth": Range(ge=-1),
-    "subsample": Range(gt=0.0, le=1.0), "colsample_bytree": Range(gt=0.0, le=1.0),
-    "lambda_l1": Range(ge=0.0), "lambda_l2": Range(ge=0.0), "min_data_in_leaf": Range(ge=0),
-    "alpha": Range(ge=0.0), "clip": Range(gt=0.0),
-    # Qlib's PyTorch models (model=mlp, gru, lstm, alstm, transformer, tcn)
-    "device": Range(pattern=r"auto|cpu|cuda(:\d+)?", hint="auto, cpu, cuda or cuda:N"),
-    "lr": Range(gt=0.0), "n_epochs": Range(ge=1), "max_steps": Range(ge=1),
-    "early_stop": Range(ge=1), "early_stop_rounds": Range(ge=1), "eval_steps": Range(ge=1),
-    "batch_size": Range(ge=1), "hidden_size": Range(ge=1), "num_layers": Range(ge=1), "d_feat": Range(ge=1),
-    "d_model": Range(ge=1), "nhead": Range(ge=1), "n_chans": Range(ge=1), "kernel_size": Range(ge=1),
-    "dropout": Range(ge=0.0, lt=1.0), "weight_decay": Range(ge=0.0), "reg": Range(ge=0.0),
-    "optimizer": Range(choices=("adam", "gd")), "rnn_type": Range(choices=("GRU", "LSTM")),
-    "scheduler": Range(choices=("default", "none")), "step_len": Range(ge=2), "n_jobs": Range(ge=0),
-}
-MODEL_RANGES_BY_MODEL = {
-    "catboost": {"max_depth": Range(ge=1, le=16), "num_leaves": Range(ge=1, le=65536)},
-    "xgboost": {"max_depth": Range(ge=0)},
-    # qtrack's torch threads (LightGBM's own num_threads keeps LightGBM's meaning: 0 is OpenMP's default)
-    **{name: {"num_threads": Range(ge=1)} for name in ("mlp", "gru", "lstm", "alstm", "transformer", "tcn", "gru_ts",
-                                                        "lstm_ts")},
-}
-
 
 def check(cfg: Mapping) -> Optional[str]:
     """The first value out of its range, as '<key> <problem>' (such as 'backtest.topk must be at least
@@ -277,8 +231,3 @@ def _check_fast_label(features: Optional[Mapping]) -> Optional[str]:
     except UnsupportedExpression as exc:
         return f"features.label: the fast engine does not compute {exc}; use features.engine=qlib"
     return None
-
-
-def model_range_problem(model_name: str, key: str, value: Any) -> Optional[str]:
-    rule = MODEL_RANGES_BY_MODEL.get(model_name, {}).get(key) or MODEL_RANGES.get(key)
-    return rule.problem(value) if rule else None

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qtrack import paths
+from qtrack.config.settings import SettingsGroup
 
 
 @functools.cache
@@ -23,8 +24,8 @@ def _default(key: str) -> Any:
     return field(default_factory=lambda: _defaults()[key])
 
 
-@dataclass
-class SyntheticSpec:
+@dataclass(frozen=True)
+class SyntheticSpec(SettingsGroup):
     """The market's parameters; also the schema that validates the `dataset.synthetic` config."""
 
     symbols: int = _default("symbols")

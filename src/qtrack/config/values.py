@@ -18,10 +18,15 @@ def model_hyperparameters(model_cfg: dict) -> dict:
     return {k: v for k, v in model_cfg.items() if k not in reserved}
 
 
-def to_container(cfg: Any) -> dict:
-    from omegaconf import OmegaConf
+def to_container(cfg: Any) -> Any:
+    """Settings (config.settings), or a config Hydra composed, as plain dicts and lists."""
+    from qtrack.config import settings
 
-    return OmegaConf.to_container(cfg, resolve=True)
+    if type(cfg).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(cfg, resolve=True)
+    return settings.to_container(cfg)
 
 
 def to_yaml(cfg: Any) -> str:

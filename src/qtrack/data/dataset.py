@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import paths
+from qtrack.config.schema import DatasetSchema, Settings
 from qtrack.data import external, qlib_format, segments, synthetic, versions
 from qtrack.errors import QtrackError
 
@@ -21,7 +22,7 @@ class DataSource:
     fingerprint: str
 
 
-def ensure_data(dataset_cfg: Any) -> DataSource:
+def ensure_data(dataset_cfg: DatasetSchema) -> DataSource:
     """The dataset folder, generating the synthetic market on first use. QtrackError if missing.
     With `provider_uri`, an existing Qlib directory read in place (nothing is leased or written there)."""
     name = dataset_cfg.name
@@ -52,7 +53,7 @@ def market_calendar(source: DataSource, market: str):
     return qlib_format.read_calendar(source.path)
 
 
-def resolve_segments(cfg: Any, source: DataSource) -> tuple[segments.Segments, list[str]]:
+def resolve_segments(cfg: Settings, source: DataSource) -> tuple[segments.Segments, list[str]]:
     """Given segments are checked against the whole calendar; automatic ones cover only the span where
     at least half of the symbols trade (one long-lived file must not stretch the test segment)."""
     calendar = market_calendar(source, cfg.dataset.market)
@@ -70,12 +71,12 @@ def resolve_segments(cfg: Any, source: DataSource) -> tuple[segments.Segments, l
     return segs, notices + more
 
 
-def features_from(cfg: Any, segs: segments.Segments) -> str:
+def features_from(cfg: Settings, segs: segments.Segments) -> str:
     """The handler's start: dataset.features_from, or the train segment's start."""
     import pandas as pd
 
     train_start = segs.as_dict()["train"][0]
-    given = cfg.dataset.get("features_from")
+    given = cfg.dataset.features_from
     if given is None:
         return train_start
     try:
@@ -87,11 +88,11 @@ def features_from(cfg: Any, segs: segments.Segments) -> str:
     return start.strftime("%Y-%m-%d")
 
 
-def dataset_config(cfg: Any, segs: segments.Segments) -> dict:
+def dataset_config(cfg: Settings, segs: segments.Segments) -> dict:
     """Qlib's DatasetH config. Learnable processors are fitted on the train segment only."""
-    from omegaconf import OmegaConf
+    from qtrack.config import to_container
 
-    features = OmegaConf.to_container(cfg.features, resolve=True)
+    features = to_container(cfg.features)
     spans = segs.as_dict()
     handler_kwargs = {
         "instruments": cfg.dataset.market,
@@ -125,7 +126,7 @@ def build_dataset(config: dict):
 CACHE_STATUS = {"hit": "reused", "extended": "extended", "miss": "miss", None: "miss"}
 
 
-def load_or_build_dataset(cfg: Any, source: DataSource, config: dict, on_warning) -> tuple[Any, str, Any, Any]:
+def load_or_build_dataset(cfg: Settings, source: DataSource, config: dict, on_warning) -> tuple[Any, str, Any, Any]:
     """The built dataset, the cache status, the cache (for its counters) and the cache of LightGBM's
     binned sets beside its entry (None when the cache is off).
 
@@ -159,7 +160,6 @@ def pipeline_bytes(dataset: Any) -> bytes:
     return pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def kernels(cfg: Any) -> int | None:
+def kernels(cfg: Settings) -> int | None:
     """Feature workers; None keeps Qlib's default (cores - 2, at least 1), as `qrun` does."""
-    value = cfg.get("kernels")
-    return int(value) if value else None
+    return int(cfg.kernels) if cfg.kernels else None

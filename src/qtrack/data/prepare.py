@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from qtrack.config.schema import Settings
 from qtrack.console import Observer, timed
 from qtrack.data import qlib_format
 from qtrack.data.dataset import (
@@ -37,7 +38,7 @@ class PreparedData:
     seconds: dict[str, float] = field(default_factory=dict)  # how long preparing the data and features took
 
 
-def prepare(cfg: Any, observer: Observer) -> PreparedData:
+def prepare(cfg: Settings, observer: Observer) -> PreparedData:
     """Data on disk, Qlib initialised, segments resolved and the dataset built: once per process."""
     seconds: dict[str, float] = {}
     with timed(observer, seconds, "data", f"preparing dataset '{cfg.dataset.name}'"):
@@ -57,7 +58,7 @@ def prepare(cfg: Any, observer: Observer) -> PreparedData:
     )
 
 
-def benchmark_codes(cfg: Any, source: DataSource) -> Any:
+def benchmark_codes(cfg: Settings, source: DataSource) -> Any:
     """The benchmark instrument, or (none given) every symbol of the market, equal-weighted."""
     if cfg.dataset.benchmark is not None:
         return cfg.dataset.benchmark

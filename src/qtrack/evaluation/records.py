@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from qtrack.config.schema import Settings
 from qtrack.evaluation import metrics
 
 # Qlib's data provider and caches are not thread-safe; the backtest reads prices through them.
@@ -26,7 +27,7 @@ def segment_metrics(data: Any, model: Any, segment: str) -> dict[str, float]:
     return {f"{segment}.{name}": value for name, value in found.items()}
 
 
-def run_records(cfg: Any, data: Any, model: Any, recorder: Any) -> None:
+def run_records(cfg: Settings, data: Any, model: Any, recorder: Any) -> None:
     from qlib.workflow.record_temp import SignalRecord
 
     with QLIB_DATA_LOCK:
@@ -34,14 +35,14 @@ def run_records(cfg: Any, data: Any, model: Any, recorder: Any) -> None:
     _analyse(cfg, data, recorder)
 
 
-def analyse_predictions(cfg: Any, data: Any, recorder: Any, scores: Any, label: Any) -> None:
+def analyse_predictions(cfg: Settings, data: Any, recorder: Any, scores: Any, label: Any) -> None:
     """Qlib's SigAnaRecord and the backtest of given predictions (a `score` Series by datetime and
     instrument) over data.segments' test span, on an open recorder: `backtest --pred` and rolling's stitch."""
     recorder.save_objects(**{"pred.pkl": scores.to_frame("score"), "label.pkl": label})
     _analyse(cfg, data, recorder)
 
 
-def _analyse(cfg: Any, data: Any, recorder: Any) -> None:
+def _analyse(cfg: Settings, data: Any, recorder: Any) -> None:
     """SigAnaRecord and the backtest (each qtrack's fast one, or Qlib's) of the recorder's pred.pkl and label.pkl."""
     from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord
 
@@ -55,7 +56,7 @@ def _analyse(cfg: Any, data: Any, recorder: Any) -> None:
         portfolio(recorder=recorder, config=backtest_config(cfg, data), risk_analysis_freq="day").generate()
 
 
-def backtest_config(cfg: Any, data: Any) -> dict:
+def backtest_config(cfg: Settings, data: Any) -> dict:
     """Qlib's backtest config from the `backtest` group, on the test segment."""
     bt = cfg.backtest
     start, end = data.segments.as_dict()["test"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtrack.config import model_hyperparameters, override_value
-from qtrack.config.schema import model_range_problem
+from qtrack.config.ranges import model_range_problem
 from qtrack.errors import QtrackError
 
 TYPES = ("float", "int", "categorical")

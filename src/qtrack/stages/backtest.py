@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qtrack.config.schema import Settings
 from qtrack.console import Observer, Steps, err, out, summary_table
 from qtrack.data import qlib_format
 from qtrack.errors import QtrackError
@@ -155,7 +156,7 @@ def run_backtest_stage(pred_path: Path, overrides: list[str], quiet: bool = Fals
     return result
 
 
-def run_backtest(pred_path: Path, cfg: Any, steps: Steps) -> BacktestResult:
+def run_backtest(pred_path: Path, cfg: Settings, steps: Steps) -> BacktestResult:
     from qtrack.data.dataset import ensure_data, market_calendar
     from qtrack.data.prepare import benchmark_returns
     from qtrack.runtime import init_qlib
@@ -178,7 +179,7 @@ def run_backtest(pred_path: Path, cfg: Any, steps: Steps) -> BacktestResult:
     return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint, steps)
 
 
-def _label(cfg: Any, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
+def _label(cfg: Settings, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
     from qlib.data import D
 
     expression = cfg.features.label or DEFAULT_LABEL
@@ -188,7 +189,7 @@ def _label(cfg: Any, scores: pd.Series, start: str, end: str) -> pd.DataFrame:
     return frame.reindex(scores.index)
 
 
-def _tracked_run(cfg: Any, pred_path: Path, scores: pd.Series, label: pd.DataFrame, data: TestData,
+def _tracked_run(cfg: Settings, pred_path: Path, scores: pd.Series, label: pd.DataFrame, data: TestData,
                  fingerprint: str, observer: Observer) -> BacktestResult:
     from qtrack import config
     from qtrack.stages.runner import open_run, record_predictions

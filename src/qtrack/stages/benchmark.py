@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import config, paths
+from qtrack.config.schema import RollingSchema, Settings
 from qtrack.console import Observer, Steps, err, out
 from qtrack.data.prepare import prepare
 from qtrack.errors import QtrackError
@@ -88,25 +89,25 @@ class _Walk:
     """`rolling.enabled`: every job is ranked on its walk-forward record (stages.walk_forward), not one split."""
 
     windows: list
-    settings: dict
+    settings: RollingSchema
 
     @classmethod
-    def plan(cls, cfg: Any) -> _Walk | None:
+    def plan(cls, cfg: Settings) -> _Walk | None:
         if not cfg.rolling.enabled:
             return None
-        return cls(plan_windows(cfg), config.to_container(cfg.rolling))
+        return cls(plan_windows(cfg), cfg.rolling)
 
-    def base(self, cfg: Any) -> Any:
+    def base(self, cfg: Settings) -> Settings:
         return base_config(cfg, self.windows)
 
-    def record(self, cfg: Any, data: Any, observer: Observer, *, run_name: str, tags: dict[str, str],
+    def record(self, cfg: Settings, data: Any, observer: Observer, *, run_name: str, tags: dict[str, str],
                parent_run_id: str, on_start: Any) -> Any:
         run, _ = rolling_record(cfg, self.windows, data, observer, settings=self.settings, run_name=run_name,
                                 parent_run_id=parent_run_id, extra_tags=tags, on_start=on_start)
         return run
 
 
-def _nest_under(enclosing: EnclosingRun | None, cfg: Any) -> str | None:
+def _nest_under(enclosing: EnclosingRun | None, cfg: Settings) -> str | None:
     if enclosing is None:
         return None
     if enclosing.tracking_uri != cfg.mlflow.tracking_uri:
@@ -126,7 +127,7 @@ def _publish(results: BenchmarkResults, table: Any, output_dir: Path, run_name: 
         ranking_chart(table, results.metric, chart_path)
 
 
-def benchmark_settings(cfg: Any) -> tuple[list[str], list[int], str, dict[str, list[str]]]:
+def benchmark_settings(cfg: Settings) -> tuple[list[str], list[int], str, dict[str, list[str]]]:
     """The models, seeds, ranking metric and per-model overrides, checked before any work."""
     models = _models(cfg.models)
     seeds = _seeds(cfg.seeds)
@@ -185,7 +186,7 @@ def _no_repeats(what: str, items: list) -> None:
                           "and its spread would read 0")
 
 
-def _derive_children(cfg: Any, jobs: list[Job], per_model: dict[str, list[str]]) -> dict[int, Any]:
+def _derive_children(cfg: Settings, jobs: list[Job], per_model: dict[str, list[str]]) -> dict[int, Settings]:
     """Each job's train config, derived from the benchmark's; a job whose model overrides are invalid
     fails now, the others go on."""
     cfgs = {}
@@ -200,7 +201,7 @@ def _derive_children(cfg: Any, jobs: list[Job], per_model: dict[str, list[str]])
     return cfgs
 
 
-def _log_settings(parent: Any, cfg: Any, models: list[str], seeds: list[int]) -> None:
+def _log_settings(parent: Any, cfg: Settings, models: list[str], seeds: list[int]) -> None:
     params = tracking.flatten({k: v for k, v in config.to_container(cfg).items() if k != "model"})
     params.update({"models": json.dumps(models), "seeds": json.dumps(seeds)})
     tracking.log_params(parent.client, parent.run_id, params)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import config, paths
+from qtrack.config.schema import Settings
 from qtrack.stages import outputs
 from qtrack.tracking.store import check_tracking_uri, use_store
 
@@ -18,7 +19,7 @@ log = logging.getLogger("qtrack")
 
 @dataclass
 class StageContext:
-    cfg: Any
+    cfg: Settings
     run_dir: Path
 
 
@@ -45,6 +46,6 @@ def stage(name: str, overrides: list[str], check: Callable[[Any], Any] | None = 
         outputs.detach_log_file(handler)
 
 
-def _tracks(cfg: Any) -> bool:
+def _tracks(cfg: Settings) -> bool:
     """Whether the stage logs to MLflow (only `optimize --no-mlflow` does not)."""
-    return "optimize" not in cfg or bool(cfg.optimize.mlflow)
+    return cfg.optimize is None or cfg.optimize.mlflow

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qtrack import config
+from qtrack.config.schema import Settings
 from qtrack.console import Observer, timed
 from qtrack.data.prepare import PreparedData
 from qtrack.evaluation import records
@@ -37,7 +38,7 @@ class Evaluation:
     """What one evaluation found. `recorder` holds Qlib's records (their objects and metrics); `metrics` are
     qtrack's own (`valid.*`, the test segment's regression metrics, or `test.*` without Qlib's records)."""
 
-    cfg: Any  # the config it ran with
+    cfg: Settings  # the config it ran with
     recorder: MemoryRecorder
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class Evaluation:
         return found.get(name, found.get(f"test.{name}"))
 
 
-def evaluate(cfg: Any, data: PreparedData, observer: Observer, *, pruning: Pruning | None = None,
+def evaluate(cfg: Settings, data: PreparedData, observer: Observer, *, pruning: Pruning | None = None,
              records_on_test: bool = True) -> Evaluation:
     """Fit `cfg.model` on `data`, then the validation metrics and (records_on_test) Qlib's records on the test
     segment; without them, the test segment's metrics as `test.*` (an untracked sweep)."""
@@ -92,7 +93,7 @@ def evaluate(cfg: Any, data: PreparedData, observer: Observer, *, pruning: Pruni
     return found
 
 
-def evaluate_predictions(cfg: Any, data: Any, scores: Any, label: Any, observer: Observer,
+def evaluate_predictions(cfg: Settings, data: Any, scores: Any, label: Any, observer: Observer,
                          description: str) -> Evaluation:
     """Qlib's IC analysis and backtest of given scores (by datetime and instrument) over data.segments' test span."""
     found = Evaluation(cfg=cfg, recorder=MemoryRecorder())

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import config
+from qtrack.config.schema import Settings
 from qtrack.console import Observer, timed
 from qtrack.data.prepare import PreparedData
 from qtrack.evaluation import plots, qlib_reports
@@ -20,7 +21,7 @@ from qtrack.tracking import params as tracking
 from qtrack.tracking.runs import ActiveRun
 
 
-def record_inputs(cfg: Any, data: PreparedData, run: ActiveRun) -> None:
+def record_inputs(cfg: Settings, data: PreparedData, run: ActiveRun) -> None:
     """What a run starts from, logged before the fit so that a failed run shows it too: params (with the
     resolved segments), config.yaml, the segments as MLflow datasets, and uncommitted code."""
     client, run_id = run.client, run.run_id

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qtrack import config, paths
+from qtrack.config.schema import Settings
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.data import segments
 from qtrack.errors import QtrackError
@@ -85,7 +86,7 @@ def retrain_lock(tracking_uri: str, name: str):
         raise RetrainLocked(f"another retrain of model '{name}' is running on this machine (lock {path})") from None
 
 
-def _retrain(cfg: Any, name: str, run_dir: Path, quiet: bool) -> RetrainOutcome:
+def _retrain(cfg: Settings, name: str, run_dir: Path, quiet: bool) -> RetrainOutcome:
     from qtrack.data.dataset import ensure_data, market_calendar
     from qtrack.data.prepare import prepare
     from qtrack.stages.runner import run_model

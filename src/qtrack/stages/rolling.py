@@ -4,9 +4,8 @@ and set beside the static split."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from qtrack import config
+from qtrack.config.schema import Settings
 from qtrack.console import Steps, out, summary_table
 from qtrack.data.prepare import prepare
 from qtrack.stages.context import stage
@@ -21,13 +20,13 @@ def run_rolling(overrides: list[str], quiet: bool = False) -> RollingResult:
         base = base_config(ctx.cfg, windows)
         data = prepare(base, steps)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        _, result = rolling_record(base, windows, data, steps, settings=config.to_container(ctx.cfg.rolling),
+        _, result = rolling_record(base, windows, data, steps, settings=ctx.cfg.rolling,
                                    run_name=ctx.cfg.run_name or f"rolling-{ctx.cfg.model.name}-{stamp}")
     _print_summary(result, ctx.cfg)
     return result
 
 
-def _print_summary(result: RollingResult, cfg: Any) -> None:
+def _print_summary(result: RollingResult, cfg: Settings) -> None:
     rows = [("windows", str(len(result.windows)))]
     for key in SUMMARY_METRICS:
         if key in result.metrics:

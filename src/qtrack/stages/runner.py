@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from qtrack.config.schema import Settings
 from qtrack.console import Observer, err
 from qtrack.data.prepare import PreparedData
 from qtrack.runtime import raise_if_interrupted
@@ -19,13 +20,14 @@ from qtrack.stages.evaluate import Pruning, evaluate, evaluate_predictions
 from qtrack.stages.record import record, record_inputs, write_summary
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
-from qtrack.tracking.runs import ActiveRun, run_context, run_tags
+from qtrack.tracking.run_context import run_context
+from qtrack.tracking.runs import ActiveRun, run_tags
 
 Job = TypeVar("Job")
 
 
 @contextmanager
-def open_run(cfg: Any, run_name: str, fingerprint: str, tags: dict[str, str], *, parent_run_id: str | None = None,
+def open_run(cfg: Settings, run_name: str, fingerprint: str, tags: dict[str, str], *, parent_run_id: str | None = None,
              stopped: tuple[type[BaseException], ...] = (),
              on_start: Callable[[str], None] | None = None) -> Iterator[ActiveRun]:
     """A run in `cfg.mlflow`'s store and experiment with qtrack's tags, nested under `parent_run_id` when given;
@@ -41,7 +43,7 @@ def data_tags(data: PreparedData) -> dict[str, str]:
     return {names.FEATURE_CACHE: data.cache_status, names.DATA_END: data.data_end}
 
 
-def run_model(cfg: Any, data: PreparedData, observer: Observer, *, run_name: str, tags: dict[str, str],
+def run_model(cfg: Settings, data: PreparedData, observer: Observer, *, run_name: str, tags: dict[str, str],
               parent_run_id: str | None = None, pruning: Pruning | None = None,
               on_start: Callable[[str], None] | None = None, output_dir: Path | None = None,
               with_data_times: bool = False) -> RunResult:
@@ -62,7 +64,7 @@ def run_model(cfg: Any, data: PreparedData, observer: Observer, *, run_name: str
     return result
 
 
-def record_predictions(cfg: Any, data: Any, run: ActiveRun, scores: Any, label: Any, observer: Observer,
+def record_predictions(cfg: Settings, data: Any, run: ActiveRun, scores: Any, label: Any, observer: Observer,
                        description: str) -> dict[str, float]:
     """Qlib's IC analysis and backtest of `scores` recorded in the open `run`; the run's metrics after it."""
     record(evaluate_predictions(cfg, data, scores, label, observer, description), run, observer)

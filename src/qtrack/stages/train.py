@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from qtrack.config.schema import Settings
 from qtrack.config.store_uri import mask_uri
 from qtrack.console import Steps, err, out, summary_table
 from qtrack.data.prepare import prepare
@@ -15,7 +15,7 @@ from qtrack.stages.runner import run_model
 from qtrack.tracking import names
 
 
-def default_run_name(cfg: Any, now: datetime | None = None) -> str:
+def default_run_name(cfg: Settings, now: datetime | None = None) -> str:
     return cfg.run_name or f"{cfg.model.name}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 

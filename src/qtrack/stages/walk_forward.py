@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from qtrack import config
+from qtrack.config.schema import RollingSchema, Settings
 from qtrack.console import Observer
 from qtrack.data.prepare import PreparedData, benchmark_codes, benchmark_returns
 from qtrack.data.segments import Segments, Window, walk_forward
@@ -47,7 +48,7 @@ class RollingResult:
     static_metrics: dict[str, float]
 
 
-def plan_windows(cfg: Any) -> list[Window]:
+def plan_windows(cfg: Settings) -> list[Window]:
     from qtrack.data.dataset import ensure_data, market_calendar
 
     settings = cfg.rolling
@@ -58,7 +59,7 @@ def plan_windows(cfg: Any) -> list[Window]:
                         horizon=int(cfg.features.label_horizon))
 
 
-def base_config(cfg: Any, windows: list[Window]) -> Any:
+def base_config(cfg: Settings, windows: list[Window]) -> Settings:
     """The train config (without `rolling`) whose dataset spans every window: the first window's train and
     valid spans (what the static split fits on) and a test segment from the first test day to the last."""
     first = windows[0].segments
@@ -68,20 +69,20 @@ def base_config(cfg: Any, windows: list[Window]) -> Any:
     return config.variant(cfg, values=values, allowed=("dataset.segments",), drop=(ROLLING,))
 
 
-def rolling_record(base: Any, windows: list[Window], data: PreparedData, observer: Observer, *, settings: dict,
-                   run_name: str, parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None,
-                   on_start: Any = None) -> tuple[RunResult, RollingResult]:
+def rolling_record(base: Settings, windows: list[Window], data: PreparedData, observer: Observer, *,
+                   settings: RollingSchema, run_name: str, parent_run_id: str | None = None,
+                   extra_tags: dict[str, str] | None = None, on_start: Any = None) -> tuple[RunResult, RollingResult]:
     """One parent run (nested under `parent_run_id` when given) with a child per window (and the static split
-    when settings["compare_static"]); its metrics are the stitched record's."""
+    when settings.compare_static); its metrics are the stitched record's."""
     child_tags = {names.STAGE: ROLLING}
     tags = {**child_tags, **data_tags(data), **(extra_tags or {})}
     with open_run(base, run_name, data.source.fingerprint, tags, parent_run_id=parent_run_id,
                   on_start=on_start) as parent:
-        params = tracking.flatten({**config.to_container(base), ROLLING: settings})
+        params = tracking.flatten({**config.to_container(base), ROLLING: config.to_container(settings)})
         params.pop("dataset.segments.train"), params.pop("dataset.segments.valid")  # each window has its own
         tracking.log_params(parent.client, parent.run_id, params)
         static = None
-        if settings.get("compare_static"):
+        if settings.compare_static:
             static = run_model(base, _window_data(base, data, data.segments), observer, run_name=f"{run_name}-static",
                                tags={**child_tags, WINDOW_TAG: STATIC}, parent_run_id=parent.run_id)
         children = []
@@ -105,12 +106,12 @@ def rolling_record(base: Any, windows: list[Window], data: PreparedData, observe
     return run, RollingResult(parent.run_id, table, own, static.metrics if static else {})
 
 
-def _window_config(base: Any, segs: Segments) -> Any:
+def _window_config(base: Settings, segs: Segments) -> Settings:
     values = {f"dataset.segments.{name}": list(span) for name, span in segs.as_dict().items()}
     return config.variant(base, values=values, allowed=("dataset.segments",))
 
 
-def _window_data(base: Any, data: PreparedData, segs: Segments) -> PreparedData:
+def _window_data(base: Settings, data: PreparedData, segs: Segments) -> PreparedData:
     """The shared handler with its learnable processors re-fitted on this window's train span only, seen
     through a dataset of the same kind with the window's segments."""
     from qtrack.data.dataset import pipeline_bytes

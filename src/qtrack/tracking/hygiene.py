@@ -106,7 +106,7 @@ def _why_gone(run: Any, last_seen: float, cutoff: float) -> str:
 def _last_sign_of_life(run: Any) -> float:
     """The latest of the run's start and its metrics' timestamps, in epoch seconds."""
     stamps = [run.info.start_time or 0]
-    stamps += [metric.timestamp for metric in getattr(run.data, "_metric_objs", [])]
+    stamps += [metric.timestamp for metric in run.data.to_proto().metrics]  # the latest value of each, timed
     return max(stamps) / 1000
 
 

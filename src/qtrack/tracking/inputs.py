@@ -10,6 +10,7 @@ from importlib import metadata
 from typing import Any
 
 from qtrack import config
+from qtrack.config.schema import Settings
 
 CONTEXTS = {"train": "training", "valid": "validation", "test": "testing"}
 LIBRARIES = ("pyqlib", "mlflow", "lightgbm", "catboost", "xgboost", "scikit-learn", "pandas", "numpy", "numba",
@@ -23,7 +24,7 @@ def segment_digest(fingerprint: str, handler: dict, market: str, span: tuple[str
     return hashlib.sha256(key.encode()).hexdigest()[:32]  # MLflow keeps at most 36 characters
 
 
-def segment_inputs(cfg: Any, data: Any) -> list[Any]:
+def segment_inputs(cfg: Settings, data: Any) -> list[Any]:
     """One MLflow dataset input per segment. Built from metadata only: MLflow never sees, and so never
     profiles, the feature frame."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -43,7 +44,7 @@ def segment_inputs(cfg: Any, data: Any) -> list[Any]:
     return inputs
 
 
-def log_segment_inputs(client: Any, run_id: str, cfg: Any, data: Any) -> None:
+def log_segment_inputs(client: Any, run_id: str, cfg: Settings, data: Any) -> None:
     client.log_inputs(run_id, datasets=segment_inputs(cfg, data))
 
 

@@ -5,7 +5,7 @@ look for each input under their own folder before their parent's (sig_analysis/p
 and log metrics one request each. Against a tracking server every request costs (basic auth hashes
 the password on each one). This recorder keeps what was saved in the run in memory and hands back copies,
 answers a load of anything else as Qlib's store does when the object is absent, and logs each call's
-metrics in one batch. That holds because the run is one this process created (tracking.runs.run_context):
+metrics in one batch. That holds because the run is one this process created (tracking.run_context):
 every Qlib object in it was saved through a recorder of that run. What is stored in MLflow is unchanged.
 """
 

@@ -1,10 +1,6 @@
-"""The one run context every stage enters: an MLflow run that always ends with an honest status.
-
-FINISHED when the block ends, FAILED on an error (with the error as a tag), KILLED on Ctrl-C, on
-SIGTERM (runtime.install_signal_handlers turns it into an exception) or when the caller stops on
-purpose (a pruned trial). Runs carry the pid and host that run them, so `qtrack gc --stale` can prove
-a RUNNING run's process is gone after a SIGKILL.
-"""
+"""A run this process opened (ActiveRun), the guarded client every write goes through, the tags every run
+carries, and how a run left RUNNING by a process that is gone is ended. The run context itself is
+tracking.run_context, which only stages.runner enters."""
 
 from __future__ import annotations
 
@@ -14,14 +10,11 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from qtrack import __version__
 from qtrack.config import redact
-from qtrack.errors import Terminated
 from qtrack.runtime import critical, git_output
 from qtrack.tracking import names
 from qtrack.tracking.inputs import library_tags
@@ -103,52 +96,6 @@ def experiment_id_for(client: Any, name: str) -> str:
         if found is None:
             raise
         return found.experiment_id
-
-
-@contextmanager
-def run_context(
-    tracking_uri: str,
-    experiment_name: str,
-    run_name: str,
-    tags: dict[str, str],
-    *,
-    parent_run_id: str | None = None,
-    stopped: tuple[type[BaseException], ...] = (),
-) -> Iterator[ActiveRun]:
-    """Create a run, yield it, and end it FINISHED, FAILED or KILLED (`stopped`: exceptions that
-    mean the caller stopped the run on purpose)."""
-    client = client_for(tracking_uri)
-    experiment_id = experiment_id_for(client, experiment_name)
-    if parent_run_id is None:
-        from qtrack.tracking.store import announce_store
-
-        announce_store(tracking_uri)
-    all_tags = {**tags, names.PID: str(os.getpid()), names.HOST: platform.node()}
-    if parent_run_id:
-        all_tags[names.PARENT_RUN] = parent_run_id
-    created = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-    active = ActiveRun(client, created, experiment_id, experiment_name, tracking_uri)
-    status = "FAILED"
-    try:
-        yield active
-        status = "FINISHED"
-    except BaseException as exc:
-        status, reason = ending(exc, stopped)
-        client.set_tag(active.run_id, names.ENDED_BY if status == "KILLED" else names.ERROR, reason)
-        raise
-    finally:
-        client.set_terminated(active.run_id, status)
-
-
-def ending(exc: BaseException, stopped: tuple[type[BaseException], ...] = ()) -> tuple[str, str]:
-    """The status a run ends with after `exc`, and why."""
-    if isinstance(exc, Terminated):
-        return "KILLED", "terminated"
-    if isinstance(exc, KeyboardInterrupt):
-        return "KILLED", "interrupted"
-    if stopped and isinstance(exc, stopped):
-        return "KILLED", "stopped"
-    return "FAILED", one_line_error(exc)
 
 
 def one_line_error(exc: BaseException) -> str:

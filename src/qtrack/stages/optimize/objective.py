@@ -9,12 +9,13 @@ from typing import Any
 
 from qtrack import config
 from qtrack.config import redact
+from qtrack.config.schema import Settings
 from qtrack.console import Steps
 from qtrack.models import search_space
 from qtrack.models.pruning import BoostingPruning
 from qtrack.runtime import critical
 from qtrack.stages.evaluate import evaluate
-from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, REPORTED_TEST_METRICS, Settings
+from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, REPORTED_TEST_METRICS, SweepSettings
 from qtrack.stages.runner import open_run, run_model
 from qtrack.tracking import names
 
@@ -22,7 +23,7 @@ RUN_ID_ATTR = "mlflow_run_id"
 
 
 class Objective:
-    def __init__(self, settings: Settings, cfg: Any, specs: list, base: list[str], data: Any,
+    def __init__(self, settings: SweepSettings, cfg: Settings, specs: list, base: list[str], data: Any,
                  parent_run_id: Callable[[], str | None]) -> None:
         self.settings, self.cfg, self.specs, self.base, self.data = settings, cfg, specs, base, data
         self.parent_run_id = parent_run_id

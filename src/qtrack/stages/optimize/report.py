@@ -11,13 +11,13 @@ from typing import Any
 
 from qtrack.config import redact
 from qtrack.console import err, out, summary_table
-from qtrack.stages.optimize.settings import OptimizeResult, Settings, TrialOutcome
+from qtrack.stages.optimize.settings import OptimizeResult, SweepSettings, TrialOutcome
 from qtrack.tracking import params as tracking
 
 OUTPUT_FILES = ("trials.csv", "best_command.txt", "optimize.json")
 
 
-def trial_line(settings: Settings, any_study: Any, outcome: TrialOutcome) -> None:
+def trial_line(settings: SweepSettings, any_study: Any, outcome: TrialOutcome) -> None:
     from rich.markup import escape
 
     best = best_trial(any_study)
@@ -46,7 +46,7 @@ def best_command(best: Any | None) -> str | None:
     return shlex.join(["qtrack", "train", *redact.argv(best.user_attrs.get("train_overrides", []))])
 
 
-def result_of(settings: Settings, main_study: Any, outcomes: list[TrialOutcome], parent_run_id: str | None,
+def result_of(settings: SweepSettings, main_study: Any, outcomes: list[TrialOutcome], parent_run_id: str | None,
               run_dir: Path, feature_builds: int) -> OptimizeResult:
     counts = dict(Counter(trial.state.name for trial in main_study.get_trials(deepcopy=False)))
     best = best_trial(main_study)
@@ -58,7 +58,7 @@ def result_of(settings: Settings, main_study: Any, outcomes: list[TrialOutcome],
     )
 
 
-def write_outputs(settings: Settings, main_study: Any, result: OptimizeResult) -> None:
+def write_outputs(settings: SweepSettings, main_study: Any, result: OptimizeResult) -> None:
     from qtrack.evaluation import plots
 
     folder = result.run_dir
@@ -87,7 +87,7 @@ def _masked_cell(value: Any) -> Any:
     return redact.text(value) if isinstance(value, str) else value
 
 
-def log_parent(settings: Settings, client: Any, run_id: str, result: OptimizeResult, best: Any | None) -> None:
+def log_parent(settings: SweepSettings, client: Any, run_id: str, result: OptimizeResult, best: Any | None) -> None:
     figures = {f"trials_{state.lower()}": float(count) for state, count in result.counts.items()}
     figures.update(trials_this_run=float(len(result.outcomes)), feature_builds=float(result.feature_builds))
     if best is not None:
@@ -130,7 +130,7 @@ def _summary(result: OptimizeResult) -> dict:
     }
 
 
-def print_result(result: OptimizeResult, settings: Settings) -> None:
+def print_result(result: OptimizeResult, settings: SweepSettings) -> None:
     counts = ", ".join(f"{state.lower()} {count}" for state, count in sorted(result.counts.items()))
     rows = [
         ("study", f"{result.study_name} ({result.storage})"),

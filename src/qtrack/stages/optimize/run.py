@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from qtrack import config
+from qtrack.config.schema import Settings
 from qtrack.console import Steps, err
 from qtrack.data.dataset import ensure_data
 from qtrack.data.prepare import prepare
@@ -14,7 +15,13 @@ from qtrack.models import search_space
 from qtrack.stages.context import stage
 from qtrack.stages.optimize import report, study
 from qtrack.stages.optimize.objective import Objective
-from qtrack.stages.optimize.settings import OPTIMIZE_KEYS, OptimizeResult, Settings, TrialsFailedError, settings_from
+from qtrack.stages.optimize.settings import (
+    OPTIMIZE_KEYS,
+    OptimizeResult,
+    SweepSettings,
+    TrialsFailedError,
+    settings_from,
+)
 from qtrack.stages.optimize.sweep import Sweep
 from qtrack.stages.runner import open_run
 from qtrack.tracking import names
@@ -55,12 +62,12 @@ def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
     return result
 
 
-def _check(cfg: Any) -> tuple[Settings, list]:
+def _check(cfg: Settings) -> tuple[SweepSettings, list]:
     """The sweep's settings and search space, checked before any work."""
     return settings_from(cfg), search_space.parse(config.to_container(cfg.search_space), config.to_container(cfg.model))
 
 
-def _announce(settings: Settings, main_study: Any) -> None:
+def _announce(settings: SweepSettings, main_study: Any) -> None:
     existing = len(main_study.get_trials(deepcopy=False))
     budget = f", study budget {settings.max_trials}" if settings.max_trials else ""
     err.print(f"study '{settings.study_name}' ({settings.storage.masked}): {existing} trials so far; "
@@ -69,7 +76,7 @@ def _announce(settings: Settings, main_study: Any) -> None:
 
 
 @contextlib.contextmanager
-def _parent_run(settings: Settings, cfg: Any, data: Any):
+def _parent_run(settings: SweepSettings, cfg: Settings, data: Any):
     """The sweep's parent run (None with --no-mlflow); trials are its children."""
     if not settings.mlflow:
         yield None

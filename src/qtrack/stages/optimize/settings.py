@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from qtrack.config.schema import Settings
 from qtrack.errors import QtrackError
 from qtrack.stages.optimize import study
 from qtrack.tracking.names import LOWER_IS_BETTER, REGRESSION_METRICS, SIGNAL_METRICS
@@ -22,7 +22,7 @@ class TrialsFailedError(QtrackError):
 
 
 @dataclass
-class Settings:
+class SweepSettings:
     metric: str
     direction: str
     trials: int
@@ -81,13 +81,13 @@ class OptimizeResult:
     feature_builds: int = 0
 
 
-def settings_from(cfg: Any) -> Settings:
+def settings_from(cfg: Settings) -> SweepSettings:
     """The sweep's settings; ranges and choices are checked by the optimize schema when composing."""
     opt = cfg.optimize
     if opt.metric not in METRICS:
         raise QtrackError(f"invalid optimize.metric '{opt.metric}': choose one of {', '.join(METRICS)}")
     direction = opt.direction or ("minimize" if opt.metric in LOWER_IS_BETTER else "maximize")
-    return Settings(
+    return SweepSettings(
         metric=opt.metric, direction=direction, trials=int(opt.trials), max_trials=opt.max_trials,
         timeout=opt.timeout, study_name=opt.study_name or f"{cfg.mlflow.experiment_name}-{cfg.model.name}",
         storage=study.resolve(opt.storage, cfg.mlflow.tracking_uri), n_jobs=int(opt.n_jobs),

@@ -15,12 +15,12 @@ from qtrack.console import err
 from qtrack.runtime import critical, raise_if_interrupted
 from qtrack.stages.optimize import report, study
 from qtrack.stages.optimize.objective import Objective
-from qtrack.stages.optimize.settings import Settings, TrialOutcome
+from qtrack.stages.optimize.settings import SweepSettings, TrialOutcome
 from qtrack.tracking.runs import one_line_error
 
 
 class Sweep:
-    def __init__(self, settings: Settings, backend: Any, objective: Objective, client: Any | None = None) -> None:
+    def __init__(self, settings: SweepSettings, backend: Any, objective: Objective, client: Any | None = None) -> None:
         self.settings, self.backend, self.objective = settings, backend, objective
         self.client = client  # the tracking client of the trials' runs (None with --no-mlflow)
         self.outcomes: list[TrialOutcome] = []
