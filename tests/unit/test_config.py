@@ -109,3 +109,31 @@ def test_runs_log_qlibs_report_by_default_and_sweep_trials_do_not():
     assert config.compose("train", []).cfg.mlflow.qlib_report is True
     assert config.compose("benchmark", []).cfg.mlflow.qlib_report is True
     assert config.compose("optimize", []).cfg.mlflow.qlib_report is False
+
+
+@pytest.mark.parametrize("stage", ["train", "optimize", "retrain", "rolling", "benchmark"])
+def test_composed_settings_are_typed_frozen_and_round_trip(workspace, stage):
+    import dataclasses
+
+    from qtrack.config.schema import BacktestSchema, DatasetSchema, Settings
+    from qtrack.config.settings import ModelSettings, build
+
+    cfg = config.compose(stage, ["dataset.segments.test=[2019-07-01,2019-12-31]"]).cfg
+    assert isinstance(cfg, Settings) and isinstance(cfg.dataset, DatasetSchema)
+    assert isinstance(cfg.backtest, BacktestSchema) and isinstance(cfg.model, ModelSettings)
+    assert cfg.dataset.segments.test == ("2019-07-01", "2019-12-31")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.backtest.topk = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model.learning_rate = 1.0
+    with pytest.raises(TypeError):
+        cfg.model._values["learning_rate"] = 1.0
+    assert build(Settings, config.to_container(cfg)) == cfg
+    assert (stage in ("optimize", "retrain", "rolling")) == (stage in cfg)
+
+
+def test_keys_a_user_adds_are_kept_for_the_run_to_log(workspace):
+    cfg = config.compose("train", ["+vendor.token=abc", "+note=x"]).cfg
+    assert config.to_container(cfg)["vendor"] == {"token": "abc"} and cfg["note"] == "x"
+    assert config.variant(cfg, values={"seed": 2}, allowed=("seed",))["vendor"]["token"] == "abc"
+    assert "token: '***'" in config.to_yaml(cfg)

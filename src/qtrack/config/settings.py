@@ -102,11 +102,16 @@ def to_container(value: Any) -> Any:
 
 
 def build(cls: type, data: Mapping[str, Any]) -> Any:
-    """An instance of the frozen settings dataclass `cls` from validated plain data (missing fields: None)."""
+    """An instance of the frozen settings dataclass `cls` from validated plain data (missing optional fields: None).
+    A class with an `extra` field keeps there the keys it has no field for."""
     hints = _hints(cls)
-    return cls(**{item.name: _build_value(hints[item.name], data.get(item.name))
-                  for item in dataclasses.fields(cls) if item.name in data or item.default is not dataclasses.MISSING
-                  or item.default_factory is not dataclasses.MISSING or _optional(hints[item.name])})
+    given = {item.name: _build_value(hints[item.name], data.get(item.name))
+             for item in dataclasses.fields(cls) if item.name != "extra" and (
+                 item.name in data or item.default is not dataclasses.MISSING
+                 or item.default_factory is not dataclasses.MISSING or _optional(hints[item.name]))}
+    if "extra" in hints:
+        given["extra"] = FrozenMapping({key: value for key, value in data.items() if key not in hints})
+    return cls(**given)
 
 
 def _build_value(kind: Any, value: Any) -> Any:

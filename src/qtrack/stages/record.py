@@ -18,6 +18,7 @@ from qtrack.runtime import log_uncommitted_code
 from qtrack.stages.evaluate import Evaluation
 from qtrack.tracking import inputs, names
 from qtrack.tracking import params as tracking
+from qtrack.tracking.recorder import CachingRecorder, recorder_for
 from qtrack.tracking.runs import ActiveRun
 
 
@@ -40,14 +41,15 @@ def record(evaluation: Evaluation, run: ActiveRun, observer: Observer,
     """Write `evaluation` to `run`. A model's evaluation also logs its extras, shown as the `logging` step, and
     the times: `seconds` (the data's, when the run prepared it) then the evaluation's and the logging's.
     Returns those times."""
+    recorder = recorder_for(run)
     if evaluation.model is None:
-        _record_qlib(evaluation, run)
+        _record_qlib(evaluation, recorder)
         return dict(evaluation.seconds)
     times = {**(seconds or {}), **evaluation.seconds}
     with timed(observer, times, "logging", "logging metrics, plots and model"):
         _record_fit(evaluation, run)
-        _record_qlib(evaluation, run)
-        _record_extras(evaluation, run)
+        _record_qlib(evaluation, recorder)
+        _record_extras(evaluation, run, recorder)
     tracking.log_metrics(run.client, run.run_id, {f"time.{k}_seconds": v for k, v in times.items()})
     return times
 
@@ -68,14 +70,14 @@ def _record_fit(evaluation: Evaluation, run: ActiveRun) -> None:
     tracking.log_metrics(client, run_id, {k: v for k, v in evaluation.metrics.items() if k.startswith("valid.")})
 
 
-def _record_qlib(evaluation: Evaluation, run: ActiveRun) -> None:
+def _record_qlib(evaluation: Evaluation, recorder: CachingRecorder) -> None:
     """Qlib's records as Qlib writes them: each save one upload, the metrics as logged (NaN included)."""
     for folder, objects in evaluation.recorder.saves:
-        run.recorder.save_objects(artifact_path=folder, **objects)
-    run.recorder.log_metrics(**evaluation.recorder.metrics)
+        recorder.save_objects(artifact_path=folder, **objects)
+    recorder.log_metrics(**evaluation.recorder.metrics)
 
 
-def _record_extras(evaluation: Evaluation, run: ActiveRun) -> None:
+def _record_extras(evaluation: Evaluation, run: ActiveRun, recorder: CachingRecorder) -> None:
     client, run_id, cfg = run.client, run.run_id, evaluation.cfg
     if evaluation.pipeline:
         log_bytes(client, run_id, evaluation.pipeline, "dataset.pkl")
@@ -83,13 +85,13 @@ def _record_extras(evaluation: Evaluation, run: ActiveRun) -> None:
     if evaluation.constant_predictions:
         client.set_tag(run_id, names.CONSTANT_PREDICTIONS, "true")
     if cfg.mlflow.plots:
-        _log_plots(run.recorder)
+        _log_plots(recorder)
     if cfg.mlflow.qlib_report:
-        qlib_reports.log_report(run.recorder, f"Qlib report: {evaluation.spec.name}, run {run_id}")
+        qlib_reports.log_report(recorder, f"Qlib report: {evaluation.spec.name}, run {run_id}")
     if evaluation.example is not None:
         from qtrack.models import specs
 
-        logged = specs.log_flavor_model(evaluation.spec, evaluation.model, evaluation.example, run.recorder,
+        logged = specs.log_flavor_model(evaluation.spec, evaluation.model, evaluation.example, recorder,
                                         run.tracking_uri)
         client.set_tag(run_id, names.MODEL_URI, logged.model_uri)
 

@@ -36,13 +36,6 @@ class ActiveRun:
     def run_id(self) -> str:
         return self.run.info.run_id
 
-    @functools.cached_property
-    def recorder(self) -> Any:
-        """Qlib's recorder of this run (tracking.recorder.CachingRecorder), sharing its client's metric ledger."""
-        from qtrack.tracking.recorder import recorder_for
-
-        return recorder_for(self)
-
 
 class GuardedClient:
     """An MlflowClient whose every call completes even when Ctrl-C or SIGTERM arrives during it
