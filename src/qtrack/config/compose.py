@@ -11,14 +11,15 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtrack import paths
-from qtrack.config.schema import Settings
-from qtrack.config.settings import validation_schema
 from qtrack.config.store_uri import resolve_tracking_uri
 from qtrack.config.values import to_container
 from qtrack.errors import QtrackError
+
+if TYPE_CHECKING:  # the schemas import OmegaConf: not on `qtrack --help`'s path
+    from qtrack.config.schema import Settings
 
 RUN_DIR_OVERRIDE = "hydra.run.dir="
 _HYDRA_LOCK = threading.Lock()
@@ -67,6 +68,7 @@ def compose(stage: str, overrides: list[str]) -> Composed:
 
 def _settings(cfg: Any) -> Settings:
     """The validated config as frozen, typed settings."""
+    from qtrack.config.schema import Settings
     from qtrack.config.settings import build
 
     return build(Settings, to_container(cfg))
@@ -107,6 +109,7 @@ def _validate(cfg: Any) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from qtrack.config import schema as schemas
+    from qtrack.config.settings import validation_schema
 
     for group, schema in schemas.SCHEMAS.items():
         if group not in cfg:
