@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from qtrack.config.schema import Settings
-from qtrack.console import Observer, Steps, err, out, summary_table
+from qtrack.console import Observer, err, out, summary_table
 from qtrack.data import qlib_format
 from qtrack.errors import QtrackError
 from qtrack.tracking import names
@@ -144,19 +144,23 @@ def check_predictions(scores: pd.Series, calendar: pd.DatetimeIndex, known: set[
 def run_backtest_stage(pred_path: Path, overrides: list[str], quiet: bool = False) -> BacktestResult:
     """`qtrack backtest`: the train config (data, features, backtest, tracking) with `overrides`, the tracked
     backtest of the file, and its summary."""
-    from qtrack.stages.context import stage
+    from qtrack.stages.runner import Stage, run_stage
+
+    stage = Stage(config="train", work=lambda cfg, ctx, observer: run_backtest(pred_path, cfg, observer),
+                  summary=_print_summary)
+    return run_stage(stage, overrides, quiet)
+
+
+def _print_summary(result: BacktestResult, ctx: object) -> None:
     from qtrack.stages.core import metric_rows
 
-    with stage("train", overrides) as ctx:
-        result = run_backtest(pred_path, ctx.cfg, Steps(quiet=quiet))
     rows = metric_rows(result.metrics)
     rows += [("days", f"{result.start}..{result.end}"), ("run", f"{result.run_name} ({result.run_id})"),
              ("experiment", result.experiment_name)]
     out.print(summary_table("qtrack backtest", rows))
-    return result
 
 
-def run_backtest(pred_path: Path, cfg: Settings, steps: Steps) -> BacktestResult:
+def run_backtest(pred_path: Path, cfg: Settings, observer: Observer) -> BacktestResult:
     from qtrack.data.dataset import ensure_data, market_calendar
     from qtrack.data.prepare import benchmark_returns
     from qtrack.runtime import init_qlib
@@ -165,7 +169,7 @@ def run_backtest(pred_path: Path, cfg: Settings, steps: Steps) -> BacktestResult
     scores = read_predictions(pred_path, notes)
     for note in notes:
         err.print(f"[yellow]note[/] --pred {pred_path.name}: {note}", soft_wrap=True)
-    with steps.step("data", f"checking {pred_path.name} against dataset '{cfg.dataset.name}'"):
+    with observer.step("data", f"checking {pred_path.name} against dataset '{cfg.dataset.name}'"):
         source = ensure_data(cfg.dataset)
         calendar = market_calendar(source, cfg.dataset.market)
         symbols = qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
@@ -176,7 +180,7 @@ def run_backtest(pred_path: Path, cfg: Settings, steps: Steps) -> BacktestResult
         codes = cfg.dataset.benchmark if cfg.dataset.benchmark is not None else symbols
         data = TestData(segments=segs, benchmark=benchmark_returns(codes, segs))
         label = _label(cfg, scores, start, end)
-    return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint, steps)
+    return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint, observer)
 
 
 def _label(cfg: Settings, scores: pd.Series, start: str, end: str) -> pd.DataFrame:

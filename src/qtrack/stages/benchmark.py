@@ -34,8 +34,8 @@ from qtrack.evaluation.ranking import (
     ranking_markdown,
     results_payload,
 )
-from qtrack.stages.context import stage
-from qtrack.stages.runner import JobOutcome, open_run, run_jobs, run_model
+from qtrack.stages.context import StageContext
+from qtrack.stages.runner import JobOutcome, Stage, open_run, run_jobs, run_model, run_stage
 from qtrack.stages.walk_forward import base_config, plan_windows, rolling_record
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
@@ -59,28 +59,31 @@ class EnclosingRun:
 
 def run_benchmark(overrides: list[str], quiet: bool = False,
                   enclosing: EnclosingRun | None = None) -> tuple[BenchmarkResults, Path]:
-    with stage("benchmark", overrides, check=benchmark_settings) as ctx:
-        models, seeds, metric, per_model = benchmark_settings(ctx.cfg)
-        jobs = [Job(model=m, seed=s) for m in models for s in seeds]
-        child_cfgs = _derive_children(ctx.cfg, jobs, per_model)
-        walk = _Walk.plan(ctx.cfg)
-        if walk is not None:
-            child_cfgs = {index: walk.base(cfg) for index, cfg in child_cfgs.items()}
-        steps = Steps(quiet=quiet)
-        data = prepare(child_cfgs[min(child_cfgs)], steps)
-        results = BenchmarkResults(metric=metric, jobs=jobs, experiment=ctx.cfg.mlflow.experiment_name,
-                                   scope=TEST_SEGMENT if walk is None else WALK_FORWARD)
-        tags = {names.STAGE: names.BENCHMARK, "qtrack.benchmark.metric": metric, names.BENCHMARK_SCOPE: results.scope,
-                names.FEATURE_CACHE: data.cache_status}
-        run_name = f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        with open_run(ctx.cfg, run_name, data.source.fingerprint, tags,
-                      parent_run_id=_nest_under(enclosing, ctx.cfg)) as parent:
-            results.parent_run_id = parent.run_id
-            _log_settings(parent, ctx.cfg, models, seeds)
-            _run_jobs(jobs, child_cfgs, data, parent.run_id, metric, walk)
-            table = _log_parent(parent.client, parent.run_id, results, ctx.run_dir, data)
-        _publish(results, table, Path(ctx.cfg.output_dir), run_name)
-    _print_ranking(results, ctx.run_dir)
+    stage = Stage(config="benchmark", check=benchmark_settings, summary=_print_ranking,
+                  work=lambda cfg, ctx, observer: _benchmark(cfg, ctx, observer, enclosing))
+    return run_stage(stage, overrides, quiet)
+
+
+def _benchmark(cfg: Settings, ctx: StageContext, observer: Observer,
+               enclosing: EnclosingRun | None) -> tuple[BenchmarkResults, Path]:
+    models, seeds, metric, per_model = benchmark_settings(cfg)
+    jobs = [Job(model=m, seed=s) for m in models for s in seeds]
+    child_cfgs = _derive_children(cfg, jobs, per_model)
+    walk = _Walk.plan(cfg)
+    if walk is not None:
+        child_cfgs = {index: walk.base(child) for index, child in child_cfgs.items()}
+    data = prepare(child_cfgs[min(child_cfgs)], observer)
+    results = BenchmarkResults(metric=metric, jobs=jobs, experiment=cfg.mlflow.experiment_name,
+                               scope=TEST_SEGMENT if walk is None else WALK_FORWARD)
+    tags = {names.STAGE: names.BENCHMARK, "qtrack.benchmark.metric": metric, names.BENCHMARK_SCOPE: results.scope,
+            names.FEATURE_CACHE: data.cache_status}
+    run_name = f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    with open_run(cfg, run_name, data.source.fingerprint, tags, parent_run_id=_nest_under(enclosing, cfg)) as parent:
+        results.parent_run_id = parent.run_id
+        _log_settings(parent, cfg, models, seeds)
+        _run_jobs(jobs, child_cfgs, data, parent.run_id, metric, walk)
+        table = _log_parent(parent.client, parent.run_id, results, ctx.run_dir, data)
+    _publish(results, table, Path(cfg.output_dir), run_name)
     return results, ctx.run_dir
 
 
@@ -269,6 +272,7 @@ def _log_parent(client: Any, parent: str, results: BenchmarkResults, run_dir: Pa
     return table
 
 
-def _print_ranking(results: BenchmarkResults, run_dir: Path) -> None:
+def _print_ranking(outcome: tuple[BenchmarkResults, Path], ctx: StageContext) -> None:
+    results, _ = outcome
     out.print(ranking_markdown(ranking(results), results.metric, results.scope), soft_wrap=True, markup=False)
-    err.print(f"[dim]parent run {results.parent_run_id}; results in {run_dir}[/]")
+    err.print(f"[dim]parent run {results.parent_run_id}; results in {ctx.run_dir}[/]")

@@ -18,12 +18,13 @@ from typing import Any
 
 from qtrack import config, paths
 from qtrack.config.schema import Settings
-from qtrack.console import Steps, err, out, summary_table
+from qtrack.console import Observer, err, out, summary_table
 from qtrack.data import segments
 from qtrack.errors import QtrackError
 from qtrack.evaluation import metrics
 from qtrack.paths import atomic_file
-from qtrack.stages.context import stage
+from qtrack.stages.context import StageContext
+from qtrack.stages.runner import Stage, run_model, run_stage
 from qtrack.tracking import registry
 from qtrack.tracking.names import DATA_END, higher_is_better, name_filter
 
@@ -55,17 +56,19 @@ class RetrainOutcome:
     summary_path: str | None = None
 
 
-def run_retrain(overrides: list[str], quiet: bool = False) -> RetrainOutcome:
-    with stage("retrain", overrides) as ctx:
-        cfg, settings = ctx.cfg, ctx.cfg.retrain
-        name = settings.model_name or f"{cfg.dataset.name}-{cfg.model.name}"
-        with retrain_lock(cfg.mlflow.tracking_uri, name):
-            outcome = _retrain(cfg, name, ctx.run_dir, quiet)
-        path = Path(settings.summary).expanduser().resolve() if settings.summary else ctx.run_dir / "retrain.json"
-        outcome.summary_path = str(path)
-        _write_json(path, asdict(outcome))
-    print_outcome(outcome)
+def retrain(cfg: Settings, ctx: StageContext, observer: Observer) -> RetrainOutcome:
+    settings = cfg.retrain
+    name = settings.model_name or f"{cfg.dataset.name}-{cfg.model.name}"
+    with retrain_lock(cfg.mlflow.tracking_uri, name):
+        outcome = _retrain(cfg, name, ctx.run_dir, observer)
+    path = Path(settings.summary).expanduser().resolve() if settings.summary else ctx.run_dir / "retrain.json"
+    outcome.summary_path = str(path)
+    _write_json(path, asdict(outcome))
     return outcome
+
+
+def run_retrain(overrides: list[str], quiet: bool = False) -> RetrainOutcome:
+    return run_stage(Stage(config="retrain", work=retrain, summary=print_outcome), overrides, quiet)
 
 
 def lock_path(tracking_uri: str, name: str) -> Path:
@@ -86,10 +89,9 @@ def retrain_lock(tracking_uri: str, name: str):
         raise RetrainLocked(f"another retrain of model '{name}' is running on this machine (lock {path})") from None
 
 
-def _retrain(cfg: Settings, name: str, run_dir: Path, quiet: bool) -> RetrainOutcome:
+def _retrain(cfg: Settings, name: str, run_dir: Path, observer: Observer) -> RetrainOutcome:
     from qtrack.data.dataset import ensure_data, market_calendar
     from qtrack.data.prepare import prepare
-    from qtrack.stages.runner import run_model
 
     settings = cfg.retrain
     source = ensure_data(cfg.dataset)
@@ -111,15 +113,14 @@ def _retrain(cfg: Settings, name: str, run_dir: Path, quiet: bool) -> RetrainOut
     laid_out = {f"dataset.segments.{k}": [a, b] for k, (a, b) in spans.as_dict().items()}
     laid_out["dataset.features_from"] = feature_anchor(calendar, spans, int(settings.feature_anchor_days))
     train_cfg = config.variant(cfg, values=laid_out, allowed=RETRAIN_LAYS_OUT, drop=("retrain",))
-    steps = Steps(quiet=quiet)
-    data = prepare(train_cfg, steps)
-    result = run_model(train_cfg, data, steps, run_name=f"retrain-{name}-{latest}", output_dir=run_dir,
+    data = prepare(train_cfg, observer)
+    result = run_model(train_cfg, data, observer, run_name=f"retrain-{name}-{latest}", output_dir=run_dir,
                        tags={"qtrack.stage": "retrain", "qtrack.retrain.model": name}, with_data_times=True)
     outcome.holdout = list(spans.as_dict()["test"])
     outcome.challenger_run_id = result.run_id
     outcome.challenger_score = _finite_or_none(result.metrics.get(settings.metric))
     if champion_pipeline is not None:
-        with steps.step("champion", f"scoring {name} version {champion.version} on the same holdout"):
+        with observer.step("champion", f"scoring {name} version {champion.version} on the same holdout"):
             outcome.champion_score = _finite_or_none(_holdout_score(champion_pipeline, data, settings.metric))
     _decide(outcome, float(settings.min_improvement), unusable)
     _commit(client, outcome, result.run_id)
@@ -248,7 +249,7 @@ def _write_json(path: Path, payload: dict) -> None:
         temporary.write_text(json.dumps(payload, indent=2))
 
 
-def print_outcome(outcome: RetrainOutcome) -> None:
+def print_outcome(outcome: RetrainOutcome, ctx: StageContext) -> None:
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 

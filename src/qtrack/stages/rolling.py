@@ -6,27 +6,26 @@ from __future__ import annotations
 from datetime import datetime
 
 from qtrack.config.schema import Settings
-from qtrack.console import Steps, out, summary_table
+from qtrack.console import Observer, out, summary_table
 from qtrack.data.prepare import prepare
-from qtrack.stages.context import stage
+from qtrack.stages.context import StageContext
 from qtrack.stages.core import SUMMARY_METRICS, metric_label
+from qtrack.stages.runner import Stage, run_stage
 from qtrack.stages.walk_forward import ROLLING, RollingResult, base_config, plan_windows, rolling_record
 
 
-def run_rolling(overrides: list[str], quiet: bool = False) -> RollingResult:
-    with stage(ROLLING, overrides) as ctx:
-        steps = Steps(quiet=quiet)
-        windows = plan_windows(ctx.cfg)
-        base = base_config(ctx.cfg, windows)
-        data = prepare(base, steps)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        _, result = rolling_record(base, windows, data, steps, settings=ctx.cfg.rolling,
-                                   run_name=ctx.cfg.run_name or f"rolling-{ctx.cfg.model.name}-{stamp}")
-    _print_summary(result, ctx.cfg)
+def rolling(cfg: Settings, ctx: StageContext, observer: Observer) -> RollingResult:
+    windows = plan_windows(cfg)
+    base = base_config(cfg, windows)
+    data = prepare(base, observer)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    _, result = rolling_record(base, windows, data, observer, settings=cfg.rolling,
+                               run_name=cfg.run_name or f"rolling-{cfg.model.name}-{stamp}")
     return result
 
 
-def _print_summary(result: RollingResult, cfg: Settings) -> None:
+def _print_summary(result: RollingResult, ctx: StageContext) -> None:
+    cfg = ctx.cfg
     rows = [("windows", str(len(result.windows)))]
     for key in SUMMARY_METRICS:
         if key in result.metrics:
@@ -35,3 +34,10 @@ def _print_summary(result: RollingResult, cfg: Settings) -> None:
             rows.append((metric_label(key), shown))
     rows.append(("parent run", result.parent_run_id))
     out.print(summary_table(f"qtrack rolling ({cfg.model.name}, step {cfg.rolling.step})", rows))
+
+
+ROLLING_STAGE = Stage(config=ROLLING, work=rolling, summary=_print_summary)
+
+
+def run_rolling(overrides: list[str], quiet: bool = False) -> RollingResult:
+    return run_stage(ROLLING_STAGE, overrides, quiet)

@@ -1,6 +1,8 @@
-"""The one runner: the only caller of the run context. It opens every run a stage makes (parents and children),
-runs a model's evaluation and records it, records given predictions, and runs a list of jobs where one failing
-does not stop the others. Every run ends FINISHED, FAILED or KILLED (tracking.runs.run_context)."""
+"""The one runner. A stage is a declaration (`Stage`: the config it composes and checks, its work, its summary), and
+`run_stage` runs it in its run folder. The runner is also the only caller of the run context: it opens every run
+a stage's work makes (parents and children), runs a model's evaluation and records it, records given predictions,
+and runs a list of jobs where one failing does not stop the others. Every run ends FINISHED, FAILED or KILLED
+(tracking.run_context)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from qtrack.config.schema import Settings
-from qtrack.console import Observer, err
+from qtrack.console import Observer, Steps, err
 from qtrack.data.prepare import PreparedData
 from qtrack.runtime import raise_if_interrupted
+from qtrack.stages.context import StageContext
+from qtrack.stages.context import stage as stage_context
 from qtrack.stages.core import RunResult, summary
 from qtrack.stages.evaluate import Pruning, evaluate, evaluate_predictions
 from qtrack.stages.record import record, record_inputs, write_summary
@@ -24,6 +28,26 @@ from qtrack.tracking.run_context import run_context
 from qtrack.tracking.runs import ActiveRun, run_tags
 
 Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class Stage(Generic[Result]):
+    """A stage as a declaration: `config` is conf/<config>.yaml; `check` refuses bad settings before any work;
+    `work` does the stage's runs (through this module) and returns its result; `summary` shows it."""
+
+    config: str
+    work: Callable[[Settings, StageContext, Observer], Result]
+    summary: Callable[[Result, StageContext], None]
+    check: Callable[[Settings], Any] | None = None
+
+
+def run_stage(stage: Stage[Result], overrides: list[str], quiet: bool = False) -> Result:
+    """Compose and check the settings, open the run folder and its log, do the work, then show the summary."""
+    with stage_context(stage.config, overrides, stage.check) as ctx:
+        result = stage.work(ctx.cfg, ctx, Steps(quiet=quiet))
+    stage.summary(result, ctx)
+    return result
 
 
 @contextmanager

@@ -8,11 +8,11 @@ from typing import Any
 
 from qtrack import config
 from qtrack.config.schema import Settings
-from qtrack.console import Steps, err
+from qtrack.console import Observer, err
 from qtrack.data.dataset import ensure_data
 from qtrack.data.prepare import prepare
 from qtrack.models import search_space
-from qtrack.stages.context import stage
+from qtrack.stages.context import StageContext
 from qtrack.stages.optimize import report, study
 from qtrack.stages.optimize.objective import Objective
 from qtrack.stages.optimize.settings import (
@@ -23,43 +23,50 @@ from qtrack.stages.optimize.settings import (
     settings_from,
 )
 from qtrack.stages.optimize.sweep import Sweep
-from qtrack.stages.runner import open_run
+from qtrack.stages.runner import Stage, open_run, run_stage
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
 
 
 def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
-    with stage("optimize", overrides, check=_check) as ctx:
-        cfg = ctx.cfg
-        settings, specs = _check(cfg)
-        for notice in settings.notices():
+    # The user's train overrides: the best trial's command repeats them.
+    train_overrides = config.train_overrides(overrides, OPTIMIZE_KEYS)
+    stage = Stage(config="optimize", check=_check, summary=_print_result,
+                  work=lambda cfg, ctx, observer: _optimize(cfg, ctx, observer, train_overrides))
+    return run_stage(stage, overrides, quiet)
+
+
+def _optimize(cfg: Settings, ctx: StageContext, observer: Observer, train_overrides: list[str]) -> OptimizeResult:
+    settings, specs = _check(cfg)
+    for notice in settings.notices():
+        err.print(f"[yellow]![/] {notice}")
+    # The storage, the study and its space are checked before the data is prepared: a dead server or an
+    # incompatible space fails in seconds, not after the features are built.
+    backend = study.open_storage(settings.storage)
+    identity = study.StudyIdentity(model=cfg.model.name, metric=settings.objective, direction=settings.direction,
+                                   fingerprint=ensure_data(cfg.dataset).fingerprint)
+    main_study, notices = study.create_or_load(settings.storage, backend, settings.study_name, identity)
+    study.check_space(main_study, specs, settings.study_name)
+    for notice in notices:
+        err.print(f"[yellow]![/] {notice}")
+    data = prepare(cfg, observer)  # the optimize settings hold the train settings trials start from
+    _announce(settings, main_study)
+    with _parent_run(settings, cfg, data) as parent:
+        for notice in study.fail_dead_trials(settings.storage, backend, main_study, parent.client if parent else None):
             err.print(f"[yellow]![/] {notice}")
-        # The storage, the study and its space are checked before the data is prepared: a dead server or an
-        # incompatible space fails in seconds, not after the features are built.
-        backend = study.open_storage(settings.storage)
-        identity = study.StudyIdentity(model=cfg.model.name, metric=settings.objective, direction=settings.direction,
-                                       fingerprint=ensure_data(cfg.dataset).fingerprint)
-        main_study, notices = study.create_or_load(settings.storage, backend, settings.study_name, identity)
-        study.check_space(main_study, specs, settings.study_name)
-        for notice in notices:
-            err.print(f"[yellow]![/] {notice}")
-        data = prepare(cfg, Steps(quiet=quiet))  # the optimize config holds the train config trials start from
-        _announce(settings, main_study)
-        with _parent_run(settings, cfg, data) as parent:
-            for notice in study.fail_dead_trials(settings.storage, backend, main_study,
-                                                  parent.client if parent else None):
-                err.print(f"[yellow]![/] {notice}")
-            objective = Objective(settings, cfg, specs, config.train_overrides(overrides, OPTIMIZE_KEYS), data,
-                                  lambda: parent.run_id if parent else None)
-            outcomes = Sweep(settings, backend, objective, parent.client if parent else None).run()
-            result = report.result_of(settings, main_study, outcomes, parent.run_id if parent else None, ctx.run_dir,
-                                      data.cache.stats.builds if data.cache else 0)
-            report.write_outputs(settings, main_study, result)
-            if parent:
-                report.log_parent(settings, parent.client, parent.run_id, result, report.best_trial(main_study))
-            _check_failures(outcomes)
-    report.print_result(result, settings)
+        objective = Objective(settings, cfg, specs, train_overrides, data, lambda: parent.run_id if parent else None)
+        outcomes = Sweep(settings, backend, objective, parent.client if parent else None).run()
+        result = report.result_of(settings, main_study, outcomes, parent.run_id if parent else None, ctx.run_dir,
+                                  data.cache.stats.builds if data.cache else 0)
+        report.write_outputs(settings, main_study, result)
+        if parent:
+            report.log_parent(settings, parent.client, parent.run_id, result, report.best_trial(main_study))
+        _check_failures(outcomes)
     return result
+
+
+def _print_result(result: OptimizeResult, ctx: StageContext) -> None:
+    report.print_result(result, settings_from(ctx.cfg))
 
 
 def _check(cfg: Settings) -> tuple[SweepSettings, list]:
