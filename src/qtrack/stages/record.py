@@ -55,7 +55,7 @@ def record(evaluation: Evaluation, run: ActiveRun, observer: Observer,
 
 
 def _record_fit(evaluation: Evaluation, run: ActiveRun) -> None:
-    """The training curves and validation metrics; for a network, its best epoch, weights and device."""
+    """The training curves; for a network, its best epoch, weights and device."""
     client, run_id = run.client, run.run_id
     tracking.log_curves(client, run_id, evaluation.curves)
     if evaluation.spec.flavor == "pytorch":
@@ -67,7 +67,6 @@ def _record_fit(evaluation: Evaluation, run: ActiveRun) -> None:
         if model.best_epoch is not None:
             tracking.log_metrics(client, run_id, {"best_epoch": model.best_epoch})
         log_bytes(client, run_id, torch_runtime.weights_bytes(model.network), "best_epoch.pt")
-    tracking.log_metrics(client, run_id, {k: v for k, v in evaluation.metrics.items() if k.startswith("valid.")})
 
 
 def _record_qlib(evaluation: Evaluation, recorder: CachingRecorder) -> None:
@@ -81,7 +80,7 @@ def _record_extras(evaluation: Evaluation, run: ActiveRun, recorder: CachingReco
     client, run_id, cfg = run.client, run.run_id, evaluation.cfg
     if evaluation.pipeline:
         log_bytes(client, run_id, evaluation.pipeline, "dataset.pkl")
-    tracking.log_metrics(client, run_id, {k: v for k, v in evaluation.metrics.items() if not k.startswith("valid.")})
+    tracking.log_metrics(client, run_id, evaluation.metrics)  # validation, and the test segment's regression
     if evaluation.constant_predictions:
         client.set_tag(run_id, names.CONSTANT_PREDICTIONS, "true")
     if cfg.mlflow.plots:

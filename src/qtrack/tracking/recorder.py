@@ -43,11 +43,6 @@ class CachingRecorder(MLflowRecorder):
         for name, value in kwargs.items():
             self._saved[f"{artifact_path}/{name}" if artifact_path else name] = value
 
-    def saved(self, name: str) -> Any:
-        """An object this recorder saved (pred.pkl: the test segment's predictions), without a round trip; None
-        when it saved none by that name."""
-        return self._saved.get(name)
-
     def load_object(self, name: str, unpickler: Any = pickle.Unpickler) -> Any:
         if name in self._saved:
             return copy.deepcopy(self._saved[name])  # a loaded object is the caller's own, as from disk
