@@ -33,9 +33,8 @@ class QlibEnsembleModel(mlflow.pyfunc.PythonModel):
 def log_model(native: Any, model_id: str, signature: Any, example: pd.DataFrame) -> Any:
     import pickle
     import tempfile
+    from importlib.metadata import version as package_version
     from pathlib import Path
-
-    from qtrack.models.specs import package_version
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "qlib_model.pkl"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from qtrack.config import model_hyperparameters
@@ -100,7 +101,7 @@ def log_flavor_model(spec: ModelSpec, model: Any, example, recorder: Any, tracki
     flavor = importlib.import_module("qtrack.models.pyfunc" if spec.flavor == "pyfunc" else flavor_module)
     extra: dict = {}
     if spec.flavor == "pytorch":  # the network's class is Qlib's, pickled by reference
-        extra["pip_requirements"] = [*flavor.get_default_pip_requirements(), f"pyqlib=={package_version('pyqlib')}"]
+        extra["pip_requirements"] = [*flavor.get_default_pip_requirements(), f"pyqlib=={metadata.version('pyqlib')}"]
         extra["serialization_format"] = "pickle"
     if spec.flavor == "sklearn":
         from qtrack.models.linear import SKOPS_TRUSTED_TYPES
@@ -161,8 +162,3 @@ def network_predict(network: Any, inputs: Any) -> Any:
         out = network(torch.from_numpy(np.asarray(getattr(inputs, "values", inputs), dtype=np.float32)))
     return out.reshape(-1).cpu().numpy()
 
-
-def package_version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
