@@ -5,8 +5,9 @@ every day deep-copies the position twice, and the signal is re-sliced from the w
 This loop keeps the arithmetic and the objects and drops the machinery:
 - prices come from a dense [day, stock] quote read straight from the `.bin` files (float32 values widened to
   float64, as Qlib's quote holds them), so a lookup is an array index;
-- the strategy's decisions are Qlib's `TopkDropoutStrategy.generate_trade_decision` rules, step for step,
-  with the same pandas sorts (ties resolve as Qlib resolves them);
+- the strategy's decisions are Qlib's `TopkDropoutStrategy.generate_trade_decision` rules, step for step; the
+  daily choice is made on arrays with pandas' own sort function (evaluation.topk_dropout), so ties resolve as
+  in Qlib;
 - deals follow `Exchange.deal_order` / `_calc_trade_info_by_order` (costs, min_cost, cash limits, trade-unit
   rounding, suspension and limit checks), and land in Qlib's own `Position`, `Order`, `PortfolioMetrics`
   and `Indicator` objects, so the artifacts are the same objects with the same numbers.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qtrack.evaluation import topk_dropout
 from qtrack.evaluation.quotes import SELL, Costs, Quote, daily_scores, load_quote
 
 STRATEGY = "TopkDropoutStrategy"
@@ -112,11 +114,8 @@ class Simulation:
             return []
         stocks = self.stock_list()
         cash = copy_cash = self.position.get_cash()  # the strategy's tally, and its copy of the position's
-        last = scores.reindex(stocks).sort_values(ascending=False).index
-        today = list(scores[~scores.index.isin(last)].sort_values(ascending=False).index)[: n_drop + topk - len(last)]
-        comb = scores.reindex(last.union(pd.Index(today))).sort_values(ascending=False).index
-        sell = last[last.isin(list(comb)[-n_drop:])]  # as Qlib: with n_drop=0, [-0:] is every stock
-        buy = today[: len(sell) + topk - len(last)]
+        sell_list, buy = topk_dropout.choose(scores, stocks, topk, n_drop)
+        sell = set(sell_list)
         sells, buys = [], []
         for code in stocks:
             if not self.quote.tradable(d, code) or code not in sell:
