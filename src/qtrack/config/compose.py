@@ -67,11 +67,13 @@ def compose(stage: str, overrides: list[str]) -> Composed:
 
 
 def _settings(cfg: Any) -> Settings:
-    """The validated config as frozen, typed settings."""
+    """The validated config (OmegaConf's) as frozen, typed settings."""
+    from omegaconf import OmegaConf
+
     from qtrack.config.schema import Settings
     from qtrack.config.settings import build
 
-    return build(Settings, to_container(cfg))
+    return build(Settings, OmegaConf.to_container(cfg, resolve=True))
 
 
 def _take_run_dir(overrides: list[str]) -> tuple[str | None, list[str]]:

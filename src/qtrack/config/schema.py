@@ -6,7 +6,7 @@ choices and the rules that join two keys, so a value that makes no sense is refu
 model's own default (compose._validate_model) and the ranges in MODEL_RANGES.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
@@ -19,6 +19,7 @@ from qtrack.config.synthetic import SyntheticSpec
 from qtrack.paths import SAFE_NAME
 
 NAME_HINT = "a name, not a path (letters, digits, '.', '_' and '-')"
+
 
 @dataclass(frozen=True)
 class SplitSchema(SettingsGroup):
@@ -155,19 +156,12 @@ class Settings(SettingsGroup):
     # Top-level keys a user added (`+vendor.token=...`) that qtrack does not read: logged with the rest (masked).
     extra: FrozenMapping = field(default_factory=lambda: FrozenMapping({}))
 
-    def __getitem__(self, key: str) -> Any:
-        return self.extra[key] if key in self.extra else super().__getitem__(key)
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._present()
-        yield from self.extra
-
-    def __len__(self) -> int:
-        return len(self._present()) + len(self.extra)
-
-    def _present(self) -> tuple[str, ...]:
+    def _fields(self) -> tuple[str, ...]:
         return tuple(item.name for item in fields(self) if item.name != "extra" and (
             item.name not in STAGE_PARTS or getattr(self, item.name) is not None))
+
+    def _extra(self) -> Mapping[str, Any]:
+        return self.extra
 
 
 STAGE_PARTS = ("rolling", "search_space", "optimize", "retrain", "models", "seeds", "output_dir", "metric",

@@ -17,22 +17,27 @@ from typing import Any
 
 
 class SettingsGroup(Mapping):
-    """A frozen settings dataclass read as a mapping of its fields (`dict(settings.rolling)`, `settings.get(...)`).
-    The top level leaves out the stage parts a stage does not have (`"optimize" in settings`)."""
+    """A frozen settings dataclass read as a mapping of its fields (`dict(settings.rolling)`, `settings.get(...)`),
+    then of its `_extra()` keys. The top level leaves out the stage parts a stage does not have
+    (`"optimize" in settings`) and adds the keys a user added."""
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self._present():
-            raise KeyError(key)
-        return getattr(self, key)
+        if key in self._fields():
+            return getattr(self, key)
+        return self._extra()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._present())
+        yield from self._fields()
+        yield from self._extra()
 
     def __len__(self) -> int:
-        return len(self._present())
+        return len(self._fields()) + len(self._extra())
 
-    def _present(self) -> tuple[str, ...]:
+    def _fields(self) -> tuple[str, ...]:
         return tuple(item.name for item in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def _extra(self) -> Mapping[str, Any]:
+        return {}
 
 
 class FrozenMapping(Mapping):
@@ -105,10 +110,8 @@ def build(cls: type, data: Mapping[str, Any]) -> Any:
     """An instance of the frozen settings dataclass `cls` from validated plain data (missing optional fields: None).
     A class with an `extra` field keeps there the keys it has no field for."""
     hints = _hints(cls)
-    given = {item.name: _build_value(hints[item.name], data.get(item.name))
-             for item in dataclasses.fields(cls) if item.name != "extra" and (
-                 item.name in data or item.default is not dataclasses.MISSING
-                 or item.default_factory is not dataclasses.MISSING or _optional(hints[item.name]))}
+    given = {item.name: _build_value(hints[item.name], data.get(item.name)) for item in dataclasses.fields(cls)
+             if item.name != "extra" and (item.name in data or not _has_default(item))}
     if "extra" in hints:
         given["extra"] = FrozenMapping({key: value for key, value in data.items() if key not in hints})
     return cls(**given)
@@ -133,8 +136,8 @@ def _dataclass_in(kind: Any) -> type | None:
     return found[0] if found else None
 
 
-def _optional(kind: Any) -> bool:
-    return type(None) in typing.get_args(kind)
+def _has_default(item: dataclasses.Field) -> bool:
+    return item.default is not dataclasses.MISSING or item.default_factory is not dataclasses.MISSING
 
 
 @functools.cache

@@ -6,6 +6,8 @@ import datetime
 import re
 from typing import Any
 
+from qtrack.config.settings import to_container
+
 # Not passed to the model: qtrack's own keys. step_len makes the dataset Qlib's TSDatasetH (samples of step_len days).
 MODEL_RESERVED_KEYS = ("name", "class", "module_path", "seed_key", "fit_keys", "flavor", "step_len")
 # Where a PyTorch model (flavor: pytorch) runs: qtrack's keys there. LightGBM's num_threads is its own hyperparameter.
@@ -16,17 +18,6 @@ _PLAIN_VALUE = re.compile(r"[A-Za-z_][\w.\-]*")
 def model_hyperparameters(model_cfg: dict) -> dict:
     reserved = MODEL_RESERVED_KEYS + (TORCH_RUNTIME_KEYS if model_cfg.get("flavor") == "pytorch" else ())
     return {k: v for k, v in model_cfg.items() if k not in reserved}
-
-
-def to_container(cfg: Any) -> Any:
-    """Settings (config.settings), or a config Hydra composed, as plain dicts and lists."""
-    from qtrack.config import settings
-
-    if type(cfg).__module__.startswith("omegaconf"):
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(cfg, resolve=True)
-    return settings.to_container(cfg)
 
 
 def to_yaml(cfg: Any) -> str:

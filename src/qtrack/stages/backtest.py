@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from qtrack.console import Observer, err, out, summary_table
 from qtrack.data import qlib_format
 from qtrack.errors import QtrackError
 from qtrack.tracking import names
+
+if TYPE_CHECKING:
+    from qtrack.stages.context import StageContext
 
 DEFAULT_LABEL = "Ref($close, -2)/Ref($close, -1) - 1"
 COLUMNS = ("datetime", "instrument", "score")
@@ -151,7 +154,7 @@ def run_backtest_stage(pred_path: Path, overrides: list[str], quiet: bool = Fals
     return run_stage(stage, overrides, quiet)
 
 
-def _print_summary(result: BacktestResult, ctx: object) -> None:
+def _print_summary(result: BacktestResult, ctx: StageContext) -> None:
     from qtrack.stages.core import metric_rows
 
     rows = metric_rows(result.metrics)

@@ -66,7 +66,7 @@ def run_benchmark(overrides: list[str], quiet: bool = False,
 
 def _benchmark(cfg: Settings, ctx: StageContext, observer: Observer,
                enclosing: EnclosingRun | None) -> tuple[BenchmarkResults, Path]:
-    models, seeds, metric, per_model = benchmark_settings(cfg)
+    models, seeds, metric, per_model = ctx.checked  # benchmark_settings(cfg), checked before any work
     jobs = [Job(model=m, seed=s) for m in models for s in seeds]
     child_cfgs = _derive_children(cfg, jobs, per_model)
     walk = _Walk.plan(cfg)

@@ -21,6 +21,7 @@ log = logging.getLogger("qtrack")
 class StageContext:
     cfg: Settings
     run_dir: Path
+    checked: Any = None  # what the stage's check returned (its own settings, parsed once)
 
 
 @contextmanager
@@ -28,8 +29,7 @@ def stage(name: str, overrides: list[str], check: Callable[[Any], Any] | None = 
     """Compose and validate the stage's config (`check` validates the stage's own settings), make sure
     every folder it writes to can be written, check the tracking store, then open the run folder and log."""
     composed = config.compose(name, overrides)
-    if check is not None:
-        check(composed.cfg)
+    checked = check(composed.cfg) if check is not None else None
     paths.check_writable(paths.data_root(), "the data root")
     run_dir = outputs.make_run_dir(composed.run_dir)
     if _tracks(composed.cfg):
@@ -38,7 +38,7 @@ def stage(name: str, overrides: list[str], check: Callable[[Any], Any] | None = 
     (run_dir / "config.yaml").write_text(config.to_yaml(composed.cfg))
     handler = outputs.attach_log_file(run_dir)
     try:
-        yield StageContext(cfg=composed.cfg, run_dir=run_dir)
+        yield StageContext(cfg=composed.cfg, run_dir=run_dir, checked=checked)
     except Exception:
         log.exception("%s failed", name)
         raise

@@ -8,6 +8,7 @@ run, so a network's curves grow in MLflow during the fit); the times are the Eva
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,7 +54,7 @@ class Evaluation:
         """The test segment's scores (pred.pkl), or None without Qlib's records."""
         return self.recorder.objects().get("pred.pkl")
 
-    @property
+    @functools.cached_property
     def constant_predictions(self) -> bool:
         """The model predicts one value everywhere: it found nothing to learn, and Rank IC is undefined."""
         pred = self.predictions

@@ -62,5 +62,3 @@ def ending(exc: BaseException, stopped: tuple[type[BaseException], ...] = ()) ->
     if stopped and isinstance(exc, stopped):
         return "KILLED", "stopped"
     return "FAILED", one_line_error(exc)
-
-

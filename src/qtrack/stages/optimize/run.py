@@ -37,7 +37,7 @@ def run_optimize(overrides: list[str], quiet: bool = False) -> OptimizeResult:
 
 
 def _optimize(cfg: Settings, ctx: StageContext, observer: Observer, train_overrides: list[str]) -> OptimizeResult:
-    settings, specs = _check(cfg)
+    settings, specs = ctx.checked  # _check(cfg), before any work
     for notice in settings.notices():
         err.print(f"[yellow]![/] {notice}")
     # The storage, the study and its space are checked before the data is prepared: a dead server or an
@@ -66,7 +66,8 @@ def _optimize(cfg: Settings, ctx: StageContext, observer: Observer, train_overri
 
 
 def _print_result(result: OptimizeResult, ctx: StageContext) -> None:
-    report.print_result(result, settings_from(ctx.cfg))
+    settings, _ = ctx.checked
+    report.print_result(result, settings)
 
 
 def _check(cfg: Settings) -> tuple[SweepSettings, list]:
