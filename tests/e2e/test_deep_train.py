@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import FAST_DEEP, TINY, WITH_MODEL, cli_command, cli_env, run_cli, tracking_uri
+from qtrack.tracking.store import ensure_sqlite_store
 
 torch = pytest.importorskip("torch", reason="the deep models need PyTorch: pip install 'qtrack[torch]'")
 pytestmark = pytest.mark.slow
@@ -103,16 +104,19 @@ def test_register_predict_and_backtest_a_deep_model(trained, tmp_path) -> None:
     assert runs[0].data.metrics["IC"] == pytest.approx(run.data.metrics["IC"], abs=1e-6)
 
 
-def test_the_curve_grows_while_a_long_fit_runs_and_sigterm_ends_it_killed(tmp_path, shared_data_root) -> None:
+def test_the_curve_grows_while_a_long_fit_runs_and_sigterm_ends_it_killed(tmp_path, shared_data_root,
+                                                                          monkeypatch) -> None:
     env = cli_env({"QTRACK_DATA_ROOT": str(shared_data_root)})
     args = ["train", *GRU, "model.n_epochs=500", "model.early_stop=500"]
     process = subprocess.Popen(cli_command(args), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    monkeypatch.chdir(tmp_path)  # the store as the train would make it, under qtrack's lock: never beside it
+    ensure_sqlite_store(tracking_uri(tmp_path))
     client, seen_running = MlflowClient(tracking_uri(tmp_path)), []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None and len(seen_running) < 2:
         time.sleep(0.5)
-        experiment = client.get_experiment_by_name("synthetic_alpha360") if (tmp_path / "mlruns").exists() else None
+        experiment = client.get_experiment_by_name("synthetic_alpha360")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         if runs and runs[0].info.status == "RUNNING":
             steps = [point.step for point in client.get_metric_history(runs[0].info.run_id, "loss.valid")]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,14 +102,47 @@ def _create_sqlite_store(uri: str, path: Path) -> None:
             path.unlink(missing_ok=True)
             raise
         return
-    _probe(uri)
-    store_template.save_template(path)
+    made_here = not path.exists()
+    _migrate_beside_others(uri, path)
+    if made_here:
+        store_template.save_template(path)
+
+
+def _migrate_beside_others(uri: str, path: Path, attempts: int = 4) -> None:
+    """MLflow's migrations on a new file. A process that is not qtrack (an `mlflow ui` on the same folder, a
+    notebook's MlflowClient) takes no qtrack lock and may migrate the same file at the same moment; alembic then
+    fails on a step the other took, in several shapes. Once the file's schema stops moving, the store is whole."""
+    for attempt in range(attempts):
+        try:
+            _probe(uri)
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            _wait_until_schema_settles(path)
+
+
+def _wait_until_schema_settles(path: Path, still_for: float = 1.0, at_most: float = 60.0) -> None:
+    deadline = time.monotonic() + at_most
+    seen, since = _schema_version(path), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < still_for:
+        time.sleep(0.2)
+        now = _schema_version(path)
+        if now != seen:
+            seen, since = now, time.monotonic()
+
+
+def _schema_version(path: Path) -> str | None:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as connection:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
 
 
 def _check_sqlite_file(path: Path) -> None:
     """A store file that SQLite cannot read is a TrackingError (exit 3) now, not a SQL error after the features."""
-    import sqlite3
-
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as connection:
             connection.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()

@@ -27,7 +27,7 @@ def template_path() -> Path:
 
 
 def copy_template(target: Path) -> bool:
-    """Write the template to `target` (atomically); False when there is none yet."""
+    """Write the template to `target` (atomically); False when there is none yet, or `target` appeared."""
     template = template_path()
     if not template.is_file():
         return False
@@ -39,10 +39,11 @@ def copy_template(target: Path) -> bool:
     os.close(handle)
     try:
         shutil.copyfile(template, name)
-        os.replace(name, target)
+        os.link(name, target)  # never over a store another program made meanwhile, as os.replace would
     except OSError:
-        Path(name).unlink(missing_ok=True)
         return False
+    finally:
+        Path(name).unlink(missing_ok=True)
     return True
 
 
