@@ -71,3 +71,63 @@ def test_a_graph_qlib_cannot_draw_is_named_on_the_page_and_the_others_stay(tmp_p
     page = write_report(sections, "run x", tmp_path / "page.html").read_text()
     assert "Qlib could not draw this graph for this run: ValueError: df is empty." in page
     assert "<h2>analysis_position.score_ic_graph</h2>" in page
+
+
+def run_objects(folder: Path, run_id: str):
+    """A `load_object` over the run's logged records, as the run's own recorder reads them."""
+    client = MlflowClient(tracking_uri(folder))
+    return lambda name: pd.read_pickle(client.download_artifacts(run_id, name, str(folder / "objects")))
+
+
+def sections(page: str) -> list[str]:
+    return re.findall(r"<h2>(.*?)</h2>", page)
+
+
+def test_the_page_the_worker_logged_is_the_page_the_run_draws_itself(trained, tmp_path):
+    from qtrack.evaluation.qlib_reports import draw_report
+
+    folder, run_id = trained
+    client = MlflowClient(tracking_uri(folder))
+    logged = Path(client.download_artifacts(run_id, "reports/qlib_report.html", str(tmp_path))).read_text()
+    title = re.search(r"<title>(.*?)</title>", logged).group(1)
+    drawn = draw_report(run_objects(folder, run_id), title, tmp_path / "here.html").read_text()
+    assert sections(logged) == sections(drawn) and len(sections(drawn)) == 6
+    assert traces(logged) == traces(drawn) and len(traces(drawn)) > 10
+    run_logs = list(folder.glob("outputs/**/run.log"))
+    assert run_logs and not any("report worker" in log.read_text() for log in run_logs), "the worker drew it"
+
+
+def test_a_worker_draws_one_page_and_leaves_no_process_or_file(trained):
+    import os
+
+    from qtrack.evaluation.report_worker import ReportWorker
+
+    folder, run_id = trained
+    worker = ReportWorker()
+    worker.start()
+    worker.submit(run_objects(folder, run_id), "a page")
+    page = worker.page()
+    assert page is not None and sections(page.read_text())[0] == "analysis_position.report_graph"
+    worker.close()
+    assert not worker.folder.exists()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(worker.pid, os.WNOHANG)  # reaped: no zombie left
+
+
+def test_a_worker_that_fails_says_why_and_one_ended_early_is_reaped():
+    import os
+
+    from qtrack.evaluation.report_worker import ReportWorker
+
+    failing = ReportWorker()
+    failing.submit(lambda name: None, "no records")  # starts it: nothing Qlib can draw from
+    assert failing.page() is None and failing.code == 1
+    assert "Error" in failing.error()
+    failing.close()
+
+    interrupted = ReportWorker()
+    interrupted.start()
+    interrupted.close()  # a run that ends (or is killed) before its records: the worker goes with it
+    assert not interrupted.folder.exists() and interrupted.code is not None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(interrupted.pid, os.WNOHANG)

@@ -5,7 +5,10 @@ plots, Qlib's report page, the MLflow model, the times and the summary."""
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,15 @@ from qtrack.config.schema import Settings
 from qtrack.console import Observer, timed
 from qtrack.data.prepare import PreparedData
 from qtrack.evaluation import plots, qlib_reports
+from qtrack.evaluation.report_worker import ReportWorker
 from qtrack.runtime import log_uncommitted_code
 from qtrack.stages.evaluate import Evaluation
 from qtrack.tracking import inputs, names
 from qtrack.tracking import params as tracking
 from qtrack.tracking.recorder import CachingRecorder, recorder_for
 from qtrack.tracking.runs import ActiveRun
+
+log = logging.getLogger("qtrack")
 
 
 def record_inputs(cfg: Settings, data: PreparedData, run: ActiveRun) -> None:
@@ -36,20 +42,36 @@ def record_inputs(cfg: Settings, data: PreparedData, run: ActiveRun) -> None:
     log_uncommitted_code(client, run_id)
 
 
+@contextmanager
+def report_worker(cfg: Settings) -> Iterator[ReportWorker | None]:
+    """The process that draws Qlib's report page beside a model's run, when the run logs the page."""
+    worker = ReportWorker() if cfg.mlflow.qlib_report else None
+    try:
+        yield worker
+    finally:
+        if worker is not None:
+            worker.close()
+
+
 def record(evaluation: Evaluation, run: ActiveRun, observer: Observer,
-           seconds: dict[str, float] | None = None) -> dict[str, float]:
+           seconds: dict[str, float] | None = None, worker: ReportWorker | None = None) -> dict[str, float]:
     """Write `evaluation` to `run`. A model's evaluation also logs its extras, shown as the `logging` step, and
     the times: `seconds` (the data's, when the run prepared it) then the evaluation's and the logging's.
-    Returns those times."""
+    `worker` draws the report page meanwhile. Returns those times."""
     recorder = recorder_for(run)
     if evaluation.model is None:
         _record_qlib(evaluation, recorder)
         return dict(evaluation.seconds)
     times = {**(seconds or {}), **evaluation.seconds}
     with timed(observer, times, "logging", "logging metrics, plots and model"):
+        title = f"Qlib report: {evaluation.spec.name}, run {run.run_id}"
+        if worker is not None and evaluation.cfg.mlflow.qlib_report:
+            worker.submit(evaluation.recorder.load_object, title)
         _record_fit(evaluation, run)
         _record_qlib(evaluation, recorder)
         _record_extras(evaluation, run, recorder)
+        if evaluation.cfg.mlflow.qlib_report:
+            _log_report(evaluation, recorder, title, worker)
     tracking.log_metrics(run.client, run.run_id, {f"time.{k}_seconds": v for k, v in times.items()})
     return times
 
@@ -85,8 +107,6 @@ def _record_extras(evaluation: Evaluation, run: ActiveRun, recorder: CachingReco
         client.set_tag(run_id, names.CONSTANT_PREDICTIONS, "true")
     if cfg.mlflow.plots:
         _log_plots(recorder)
-    if cfg.mlflow.qlib_report:
-        qlib_reports.log_report(recorder, f"Qlib report: {evaluation.spec.name}, run {run_id}")
     if evaluation.example is not None:
         from qtrack.models import specs
 
@@ -100,6 +120,18 @@ def log_bytes(client: Any, run_id: str, content: bytes, name: str) -> None:
         path = Path(tmp) / name
         path.write_bytes(content)
         client.log_artifact(run_id, str(path))
+
+
+def _log_report(evaluation: Evaluation, recorder: CachingRecorder, title: str, worker: ReportWorker | None) -> None:
+    """Qlib's report page under reports/: the worker's, or drawn here when the worker could not give it."""
+    page = worker.page() if worker is not None else None
+    if worker is not None and page is None:
+        log.warning("the report worker gave no page (%s); drawing it in the run's process", worker.error())
+    with tempfile.TemporaryDirectory() as tmp:
+        if page is None:
+            page = qlib_reports.draw_report(evaluation.recorder.load_object, title,
+                                            Path(tmp) / qlib_reports.REPORT_NAME)
+        recorder.client.log_artifact(recorder.id, str(page), qlib_reports.ARTIFACT_DIR)
 
 
 def _log_plots(recorder: Any) -> None:

@@ -1,0 +1,147 @@
+"""Qlib's report page drawn in a second process, beside the run rather than after it.
+
+Drawing the page is the longest part of logging a run: importing `qlib.contrib.report` (statsmodels, plotly and
+its figure factory) and Qlib's groupby-applies over the test segment, about 2 s of a 3.3 s logging step on the
+50-stock S&P sample. The worker is a fork of the run's process, made when the model is fitted (while LightGBM
+fits, any other busy process stalls its OpenMP threads at each barrier). It shares what the run has imported,
+imports the rest while the run computes the validation metrics and the records, and draws the page from the
+records' objects while the run uploads everything else. The page is the one `qlib_reports` draws in the run's
+own process, from the same objects (a test compares the two); where the worker cannot give it (no fork on this
+system, a failure), the run draws it itself.
+
+Protocol: the run writes the inputs as a pickle into a folder and sends the folder's path down a pipe, then
+closes it; the worker writes `qlib_report.html` there and exits 0. End of input with no path: it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import IO
+
+from qtrack.evaluation import qlib_reports
+
+INPUTS = "inputs.pkl"
+STDERR = "worker.err"
+
+
+class ReportWorker:
+    """The run's side: `start()` once the model is fitted, `submit()` once the records exist, `page()` when the
+    page is to be logged, `close()` always."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="qtrack-report-"))
+        self.pid: int | None = None
+        self.code: int | None = None
+        self._pipe: IO[bytes] | None = None
+        self.submitted = False
+
+    def start(self) -> None:
+        if self.pid is not None or not hasattr(os, "fork"):
+            return
+        read, write = os.pipe()
+        try:
+            with warnings.catch_warnings():  # Python 3.12 warns of forking beside threads: the worker never
+                warnings.simplefilter("ignore", DeprecationWarning)  # calls into LightGBM's or numba's threads
+                pid = os.fork()
+        except OSError as exc:
+            os.close(read)
+            os.close(write)
+            (self.folder / STDERR).write_text(f"the worker did not start: {exc}")
+            return
+        if pid == 0:  # the worker: it never returns into the run's code
+            os.close(write)
+            os._exit(_serve(read, self.folder / STDERR))
+        os.close(read)
+        self.pid, self._pipe = pid, os.fdopen(write, "wb")
+
+    def submit(self, load, title: str) -> None:
+        """Hand the worker the page's inputs, read with a recorder's `load_object`, and its title."""
+        self.start()
+        if self._pipe is None:
+            return
+        with open(self.folder / INPUTS, "wb") as inputs:
+            pickle.dump((qlib_reports.report_inputs(load), title), inputs, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._pipe.write(f"{self.folder}\n".encode())
+            self._pipe.close()
+            self.submitted = True
+        except OSError:  # the worker is gone already
+            pass
+
+    def page(self, timeout: float = 600) -> Path | None:
+        """The drawn page, or None (with the worker's error in `error()`) when the worker could not draw it."""
+        if not self.submitted or self._wait(timeout) != 0:
+            return None
+        path = self.folder / qlib_reports.REPORT_NAME
+        return path if path.is_file() else None
+
+    def error(self) -> str:
+        path = self.folder / STDERR
+        text = path.read_text(errors="replace").strip() if path.is_file() else ""
+        return text.splitlines()[-1] if text else f"exit code {self.code}"
+
+    def close(self) -> None:
+        if self.pid is not None and self.code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._wait(None)
+        if self._pipe is not None and not self._pipe.closed:
+            with contextlib.suppress(OSError):  # a worker that died leaves a broken pipe
+                self._pipe.close()
+        for path in self.folder.iterdir():
+            path.unlink(missing_ok=True)
+        self.folder.rmdir()
+
+    def _wait(self, timeout: float | None) -> int | None:
+        """The worker's exit code once it has ended, or None when it is still running after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.code is None and self.pid is not None:
+            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:  # type: ignore[operator]
+                return None
+            else:
+                time.sleep(0.01)
+        return self.code
+
+
+def _serve(read: int, stderr: Path) -> int:
+    """The worker's life: quiet, below the run's priority, its own signals; one page, then exit."""
+    try:
+        errors = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(errors, 2)
+        os.setsid()  # a Ctrl-C in the terminal reaches the run, which ends the worker itself
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)
+        with contextlib.suppress(OSError):
+            os.nice(19)
+        import logging
+
+        logging.disable(logging.CRITICAL)  # the run's log handlers are the run's, not the worker's
+        qlib_reports.import_drawing_libraries()
+        with os.fdopen(read, "rb") as pipe:
+            line = pipe.readline().decode().strip()
+        if line:
+            _draw(Path(line))
+        return 0
+    except BaseException:  # noqa: BLE001 - whatever happens, the worker ends here, with its reason on stderr
+        with contextlib.suppress(BaseException):
+            os.write(2, traceback.format_exc().encode(errors="replace"))
+        return 1
+
+
+def _draw(folder: Path) -> None:
+    with open(folder / INPUTS, "rb") as inputs:
+        frames, title = pickle.load(inputs)
+    written = qlib_reports.write_report(qlib_reports.qlib_figures(*frames), title,
+                                        folder / f".{qlib_reports.REPORT_NAME}.tmp")
+    os.replace(written, folder / qlib_reports.REPORT_NAME)
