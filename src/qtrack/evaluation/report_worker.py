@@ -16,6 +16,7 @@ closes it; the worker writes `qlib_report.html` there and exits 0. End of input 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import signal
@@ -47,11 +48,15 @@ class ReportWorker:
         if self.pid is not None or not hasattr(os, "fork"):
             return
         read, write = os.pipe()
+        # Frozen, the run's objects are outside the worker's garbage collections, which would otherwise write
+        # to every one of them and so copy the run's whole heap into the worker.
+        gc.freeze()
         try:
             with warnings.catch_warnings():  # Python 3.12 warns of forking beside threads: the worker never
                 warnings.simplefilter("ignore", DeprecationWarning)  # calls into LightGBM's or numba's threads
                 pid = os.fork()
         except OSError as exc:
+            gc.unfreeze()
             os.close(read)
             os.close(write)
             (self.folder / STDERR).write_text(f"the worker did not start: {exc}")
@@ -59,6 +64,7 @@ class ReportWorker:
         if pid == 0:  # the worker: it never returns into the run's code
             os.close(write)
             os._exit(_serve(read, self.folder / STDERR))
+        gc.unfreeze()
         os.close(read)
         self.pid, self._pipe = pid, os.fdopen(write, "wb")
 
