@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -103,9 +104,8 @@ def test_a_worker_draws_one_page_and_leaves_no_process_or_file(trained):
     from qtrack.evaluation.report_worker import ReportWorker
 
     folder, run_id = trained
-    worker = ReportWorker()
+    worker = ReportWorker(run_objects(folder, run_id), "a page")
     worker.start()
-    worker.submit(run_objects(folder, run_id), "a page")
     page = worker.page()
     assert page is not None and sections(page.read_text())[0] == "analysis_position.report_graph"
     worker.close()
@@ -119,13 +119,13 @@ def test_a_worker_that_fails_says_why_and_one_ended_early_is_reaped():
 
     from qtrack.evaluation.report_worker import ReportWorker
 
-    failing = ReportWorker()
-    failing.submit(lambda name: None, "no records")  # starts it: nothing Qlib can draw from
+    failing = ReportWorker(lambda name: None, "no records")  # nothing Qlib can draw from
+    failing.start()
     assert failing.page() is None and failing.code == 1
     assert "Error" in failing.error()
     failing.close()
 
-    interrupted = ReportWorker()
+    interrupted = ReportWorker(lambda name: time.sleep(60), "never drawn")
     interrupted.start()
     interrupted.close()  # a run that ends (or is killed) before its records: the worker goes with it
     assert not interrupted.folder.exists() and interrupted.code is not None

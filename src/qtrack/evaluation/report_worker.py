@@ -2,15 +2,15 @@
 
 Drawing the page is the longest part of logging a run: importing `qlib.contrib.report` (statsmodels, plotly and
 its figure factory) and Qlib's groupby-applies over the test segment, about 2 s of a 3.3 s logging step on the
-50-stock S&P sample. The worker is a fork of the run's process, made when the model is fitted (while LightGBM
-fits, any other busy process stalls its OpenMP threads at each barrier). It shares what the run has imported,
-imports the rest while the run computes the validation metrics and the records, and draws the page from the
-records' objects while the run uploads everything else. The page is the one `qlib_reports` draws in the run's
-own process, from the same objects (a test compares the two); where the worker cannot give it (no fork on this
-system, a failure), the run draws it itself.
+50-stock S&P sample. The worker is a fork of the run's process, made once the records exist: it shares what the
+run has imported, imports the rest and draws the page while the run uploads everything else. Not earlier: a
+worker forked when the fit ended, importing while the run predicted, slowed LightGBM's OpenMP threads more than
+it saved (504 symbols: validation and records 1.5 s longer). The page is the one `qlib_reports` draws in the
+run's own process, from the same objects (a test compares the two); where the worker cannot give it (no fork on
+this system, a failure), the run draws it itself.
 
-Protocol: the run writes the inputs as a pickle into a folder and sends the folder's path down a pipe, then
-closes it; the worker writes `qlib_report.html` there and exits 0. End of input with no path: it exits.
+The worker writes `qlib_report.html` into a folder of its own and exits 0; the run waits for it, then logs the
+file. The inputs need no passing: they are in the fork's memory.
 """
 
 from __future__ import annotations
@@ -18,36 +18,33 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import pickle
 import signal
 import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 from qtrack.evaluation import qlib_reports
 
-INPUTS = "inputs.pkl"
 STDERR = "worker.err"
 
 
 class ReportWorker:
-    """The run's side: `start()` once the model is fitted, `submit()` once the records exist, `page()` when the
-    page is to be logged, `close()` always."""
+    """The run's side: `start()` once the records exist, `page()` when the page is to be logged, `close()`
+    always. `load` reads the page's inputs (a recorder's `load_object`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: Callable[[str], Any], title: str) -> None:
+        self.load, self.title = load, title
         self.folder = Path(tempfile.mkdtemp(prefix="qtrack-report-"))
         self.pid: int | None = None
         self.code: int | None = None
-        self._pipe: IO[bytes] | None = None
-        self.submitted = False
 
     def start(self) -> None:
         if self.pid is not None or not hasattr(os, "fork"):
             return
-        read, write = os.pipe()
         # Frozen, the run's objects are outside the worker's garbage collections, which would otherwise write
         # to every one of them and so copy the run's whole heap into the worker.
         gc.freeze()
@@ -57,34 +54,16 @@ class ReportWorker:
                 pid = os.fork()
         except OSError as exc:
             gc.unfreeze()
-            os.close(read)
-            os.close(write)
             (self.folder / STDERR).write_text(f"the worker did not start: {exc}")
             return
         if pid == 0:  # the worker: it never returns into the run's code
-            os.close(write)
-            os._exit(_serve(read, self.folder / STDERR))
+            os._exit(_serve(self.load, self.title, self.folder))
         gc.unfreeze()
-        os.close(read)
-        self.pid, self._pipe = pid, os.fdopen(write, "wb")
-
-    def submit(self, load, title: str) -> None:
-        """Hand the worker the page's inputs, read with a recorder's `load_object`, and its title."""
-        self.start()
-        if self._pipe is None:
-            return
-        with open(self.folder / INPUTS, "wb") as inputs:
-            pickle.dump((qlib_reports.report_inputs(load), title), inputs, protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            self._pipe.write(f"{self.folder}\n".encode())
-            self._pipe.close()
-            self.submitted = True
-        except OSError:  # the worker is gone already
-            pass
+        self.pid = pid
 
     def page(self, timeout: float = 600) -> Path | None:
         """The drawn page, or None (with the worker's error in `error()`) when the worker could not draw it."""
-        if not self.submitted or self._wait(timeout) != 0:
+        if self.pid is None or self._wait(timeout) != 0:
             return None
         path = self.folder / qlib_reports.REPORT_NAME
         return path if path.is_file() else None
@@ -99,9 +78,6 @@ class ReportWorker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
             self._wait(None)
-        if self._pipe is not None and not self._pipe.closed:
-            with contextlib.suppress(OSError):  # a worker that died leaves a broken pipe
-                self._pipe.close()
         for path in self.folder.iterdir():
             path.unlink(missing_ok=True)
         self.folder.rmdir()
@@ -120,10 +96,10 @@ class ReportWorker:
         return self.code
 
 
-def _serve(read: int, stderr: Path) -> int:
+def _serve(load: Callable[[str], Any], title: str, folder: Path) -> int:
     """The worker's life: quiet, below the run's priority, its own signals; one page, then exit."""
     try:
-        errors = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        errors = os.open(folder / STDERR, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(errors, 2)
         os.setsid()  # a Ctrl-C in the terminal reaches the run, which ends the worker itself
         for number in (signal.SIGTERM, signal.SIGINT):
@@ -133,21 +109,10 @@ def _serve(read: int, stderr: Path) -> int:
         import logging
 
         logging.disable(logging.CRITICAL)  # the run's log handlers are the run's, not the worker's
-        qlib_reports.import_drawing_libraries()
-        with os.fdopen(read, "rb") as pipe:
-            line = pipe.readline().decode().strip()
-        if line:
-            _draw(Path(line))
+        written = qlib_reports.draw_report(load, title, folder / f".{qlib_reports.REPORT_NAME}.tmp")
+        os.replace(written, folder / qlib_reports.REPORT_NAME)
         return 0
     except BaseException:  # noqa: BLE001 - whatever happens, the worker ends here, with its reason on stderr
         with contextlib.suppress(BaseException):
             os.write(2, traceback.format_exc().encode(errors="replace"))
         return 1
-
-
-def _draw(folder: Path) -> None:
-    with open(folder / INPUTS, "rb") as inputs:
-        frames, title = pickle.load(inputs)
-    written = qlib_reports.write_report(qlib_reports.qlib_figures(*frames), title,
-                                        folder / f".{qlib_reports.REPORT_NAME}.tmp")
-    os.replace(written, folder / qlib_reports.REPORT_NAME)

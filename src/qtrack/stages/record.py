@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,38 +42,40 @@ def record_inputs(cfg: Settings, data: PreparedData, run: ActiveRun) -> None:
     log_uncommitted_code(client, run_id)
 
 
-@contextmanager
-def report_worker(cfg: Settings) -> Iterator[ReportWorker | None]:
-    """The process that draws Qlib's report page beside a model's run, when the run logs the page."""
-    worker = ReportWorker() if cfg.mlflow.qlib_report else None
-    try:
-        yield worker
-    finally:
-        if worker is not None:
-            worker.close()
-
-
 def record(evaluation: Evaluation, run: ActiveRun, observer: Observer,
-           seconds: dict[str, float] | None = None, worker: ReportWorker | None = None) -> dict[str, float]:
+           seconds: dict[str, float] | None = None) -> dict[str, float]:
     """Write `evaluation` to `run`. A model's evaluation also logs its extras, shown as the `logging` step, and
     the times: `seconds` (the data's, when the run prepared it) then the evaluation's and the logging's.
-    `worker` draws the report page meanwhile. Returns those times."""
+    Returns those times."""
     recorder = recorder_for(run)
     if evaluation.model is None:
         _record_qlib(evaluation, recorder)
         return dict(evaluation.seconds)
     times = {**(seconds or {}), **evaluation.seconds}
-    with timed(observer, times, "logging", "logging metrics, plots and model"):
-        title = f"Qlib report: {evaluation.spec.name}, run {run.run_id}"
-        if worker is not None and evaluation.cfg.mlflow.qlib_report:
-            worker.submit(evaluation.recorder.load_object, title)
+    with timed(observer, times, "logging", "logging metrics, plots and model"), \
+            _report_aside(evaluation, run.run_id) as log_report:
         _record_fit(evaluation, run)
         _record_qlib(evaluation, recorder)
         _record_extras(evaluation, run, recorder)
-        if evaluation.cfg.mlflow.qlib_report:
-            _log_report(evaluation, recorder, title, worker)
+        log_report(recorder)
     tracking.log_metrics(run.client, run.run_id, {f"time.{k}_seconds": v for k, v in times.items()})
     return times
+
+
+@contextmanager
+def _report_aside(evaluation: Evaluation, run_id: str) -> Iterator[Callable[[CachingRecorder], None]]:
+    """Qlib's report page (when the run logs it), drawn by a worker while the rest is logged; the function
+    yielded logs it."""
+    if not evaluation.cfg.mlflow.qlib_report:
+        yield lambda recorder: None
+        return
+    title = f"Qlib report: {evaluation.spec.name}, run {run_id}"
+    worker = ReportWorker(evaluation.recorder.load_object, title)
+    try:
+        worker.start()
+        yield lambda recorder: _log_report(evaluation, recorder, title, worker)
+    finally:
+        worker.close()
 
 
 def _record_fit(evaluation: Evaluation, run: ActiveRun) -> None:
@@ -122,10 +124,10 @@ def log_bytes(client: Any, run_id: str, content: bytes, name: str) -> None:
         client.log_artifact(run_id, str(path))
 
 
-def _log_report(evaluation: Evaluation, recorder: CachingRecorder, title: str, worker: ReportWorker | None) -> None:
+def _log_report(evaluation: Evaluation, recorder: CachingRecorder, title: str, worker: ReportWorker) -> None:
     """Qlib's report page under reports/: the worker's, or drawn here when the worker could not give it."""
-    page = worker.page() if worker is not None else None
-    if worker is not None and page is None:
+    page = worker.page()
+    if page is None:
         log.warning("the report worker gave no page (%s); drawing it in the run's process", worker.error())
     with tempfile.TemporaryDirectory() as tmp:
         if page is None:

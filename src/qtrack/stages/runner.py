@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -21,7 +21,7 @@ from qtrack.stages.context import StageContext
 from qtrack.stages.context import stage as stage_context
 from qtrack.stages.core import RunResult, summary
 from qtrack.stages.evaluate import Pruning, evaluate, evaluate_predictions
-from qtrack.stages.record import record, record_inputs, report_worker, write_summary
+from qtrack.stages.record import record, record_inputs, write_summary
 from qtrack.tracking import names
 from qtrack.tracking import params as tracking
 from qtrack.tracking.run_context import run_context
@@ -73,13 +73,11 @@ def run_model(cfg: Settings, data: PreparedData, observer: Observer, *, run_name
               with_data_times: bool = False) -> RunResult:
     """One model configuration in one run: its inputs, the evaluation (each epoch logged as it ends), the
     record. `with_data_times`: the run prepared the data, so it logs that time too."""
-    with (report_worker(cfg) as worker,
-          open_run(cfg, run_name, data.source.fingerprint, {**data_tags(data), **tags}, parent_run_id=parent_run_id,
-                   stopped=pruning.stopped if pruning else (), on_start=on_start) as run):
+    with open_run(cfg, run_name, data.source.fingerprint, {**data_tags(data), **tags}, parent_run_id=parent_run_id,
+                  stopped=pruning.stopped if pruning else (), on_start=on_start) as run:
         record_inputs(cfg, data, run)
-        evaluation = evaluate(cfg, data, _LoggingEpochs(observer, run, after_fit=worker and worker.start),
-                              pruning=pruning)
-        seconds = record(evaluation, run, observer, data.seconds if with_data_times else None, worker)
+        evaluation = evaluate(cfg, data, _LoggingEpochs(observer, run), pruning=pruning)
+        seconds = record(evaluation, run, observer, data.seconds if with_data_times else None)
     if evaluation.constant_predictions:
         observer.note(f"{run_name}: the model predicts a constant: it found nothing to learn, and Rank IC is undefined")
     result = RunResult(run_id=run.run_id, run_name=run_name, experiment_id=run.experiment_id,
@@ -134,18 +132,13 @@ def _eta(started: float, done: int, total: int) -> str:
 
 class _LoggingEpochs:
     """The stage's observer, with each epoch's metrics also logged to the open run, at once: a network's
-    curves grow in MLflow while it trains, and a pruned trial keeps the epochs it ran. `after_fit` is called
-    when the fit step has ended."""
+    curves grow in MLflow while it trains, and a pruned trial keeps the epochs it ran."""
 
-    def __init__(self, shown: Observer, run: ActiveRun, after_fit: Callable[[], None] | None = None) -> None:
-        self.shown, self.run, self.after_fit = shown, run, after_fit
+    def __init__(self, shown: Observer, run: ActiveRun) -> None:
+        self.shown, self.run = shown, run
 
-    @contextmanager
-    def step(self, name: str, description: str) -> Iterator[None]:
-        with self.shown.step(name, description):
-            yield
-        if name == "fit" and self.after_fit is not None:
-            self.after_fit()
+    def step(self, name: str, description: str) -> AbstractContextManager[None]:
+        return self.shown.step(name, description)
 
     def progress(self, message: str) -> None:
         self.shown.progress(message)
