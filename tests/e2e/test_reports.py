@@ -131,3 +131,14 @@ def test_a_worker_that_fails_says_why_and_one_ended_early_is_reaped():
     assert not interrupted.folder.exists() and interrupted.code is not None
     with pytest.raises(ChildProcessError):
         os.waitpid(interrupted.pid, os.WNOHANG)
+
+
+def test_no_worker_where_memory_is_short_and_the_reason_is_given():
+    from qtrack.evaluation.report_worker import ReportWorker
+
+    short = ReportWorker(lambda name: None, "a page", min_available=1 << 60)  # more than any machine has
+    short.start()
+    assert short.pid is None and short.page() is None
+    assert "MiB of memory available" in short.error()
+    short.close()
+    assert not short.folder.exists()

@@ -7,7 +7,7 @@ run has imported, imports the rest and draws the page while the run uploads ever
 worker forked when the fit ended, importing while the run predicted, slowed LightGBM's OpenMP threads more than
 it saved (504 symbols: validation and records 1.5 s longer). The page is the one `qlib_reports` draws in the
 run's own process, from the same objects (a test compares the two); where the worker cannot give it (no fork on
-this system, a failure), the run draws it itself.
+this system, less than 2 GiB of memory available, a failure), the run draws it itself.
 
 The worker writes `qlib_report.html` into a folder of its own and exits 0; the run waits for it, then logs the
 file. The inputs need no passing: they are in the fork's memory.
@@ -30,20 +30,27 @@ from typing import Any
 from qtrack.evaluation import qlib_reports
 
 STDERR = "worker.err"
+# The worker needs about 250 MiB of its own on the S&P sample, more with a longer test segment; on a machine with
+# less than this to spare, a second process is not worth the risk of swapping or of the OOM killer.
+MIN_AVAILABLE = 2 << 30
 
 
 class ReportWorker:
     """The run's side: `start()` once the records exist, `page()` when the page is to be logged, `close()`
     always. `load` reads the page's inputs (a recorder's `load_object`)."""
 
-    def __init__(self, load: Callable[[str], Any], title: str) -> None:
-        self.load, self.title = load, title
+    def __init__(self, load: Callable[[str], Any], title: str, min_available: int = MIN_AVAILABLE) -> None:
+        self.load, self.title, self.min_available = load, title, min_available
         self.folder = Path(tempfile.mkdtemp(prefix="qtrack-report-"))
         self.pid: int | None = None
         self.code: int | None = None
 
     def start(self) -> None:
         if self.pid is not None or not hasattr(os, "fork"):
+            return
+        available = _available_memory()
+        if available < self.min_available:  # the run draws the page itself, in memory it has already used
+            (self.folder / STDERR).write_text(f"not started: {available >> 20} MiB of memory available")
             return
         # Frozen, the run's objects are outside the worker's garbage collections, which would otherwise write
         # to every one of them and so copy the run's whole heap into the worker.
@@ -94,6 +101,12 @@ class ReportWorker:
             else:
                 time.sleep(0.01)
         return self.code
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def _serve(load: Callable[[str], Any], title: str, folder: Path) -> int:
