@@ -29,32 +29,12 @@ def qlib_figures(pred: pd.DataFrame, label: pd.DataFrame, report: pd.DataFrame,
 
     from qtrack.runtime import captured_output
 
-    analysis_model, analysis_position = import_drawing_libraries()
-    with captured_output(), warnings.catch_warnings():  # pandas' FutureWarnings
-        warnings.simplefilter("ignore")
-        return _draw(analysis_model, analysis_position, pred_label(pred, label), report, analysis)
-
-
-def import_drawing_libraries() -> tuple:
-    """Qlib's report modules (and plotly with them), quietly: gym prints a notice on import."""
-    import warnings
-
-    from qtrack.runtime import captured_output
-
-    with captured_output(), warnings.catch_warnings():
+    with captured_output(), warnings.catch_warnings():  # gym's notice on import; pandas' FutureWarnings
         warnings.simplefilter("ignore")
         _without_iri_grammars()
-        from plotly.offline import get_plotlyjs  # noqa: F401 - write_report's, loaded here with the rest
         from qlib.contrib.report import analysis_model, analysis_position
 
-    return analysis_model, analysis_position
-
-
-def report_inputs(load) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """What the page is drawn from, read with a recorder's `load_object`: predictions, label, the backtest's
-    daily report and its risk analysis."""
-    return (load("pred.pkl"), load("label.pkl"), load("portfolio_analysis/report_normal_1day.pkl"),
-            load("portfolio_analysis/port_analysis_1day.pkl"))
+        return _draw(analysis_model, analysis_position, pred_label(pred, label), report, analysis)
 
 
 def _without_iri_grammars() -> None:
@@ -112,5 +92,8 @@ def write_report(sections: list[tuple[str, list | str]], title: str, path: Path)
 
 
 def draw_report(load, title: str, path: Path) -> Path:
-    """The run's page drawn here, from the objects `load` (a recorder's `load_object`) reads."""
-    return write_report(qlib_figures(*report_inputs(load)), title, path)
+    """The run's page, drawn from its records as `load` (a recorder's `load_object`) reads them: predictions,
+    label, the backtest's daily report and its risk analysis."""
+    sections = qlib_figures(load("pred.pkl"), load("label.pkl"), load("portfolio_analysis/report_normal_1day.pkl"),
+                            load("portfolio_analysis/port_analysis_1day.pkl"))
+    return write_report(sections, title, path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -69,7 +70,9 @@ class ReportWorker:
         self.pid = pid
 
     def page(self, timeout: float = 600) -> Path | None:
-        """The drawn page, or None (with the worker's error in `error()`) when the worker could not draw it."""
+        """The drawn page, or None (with the worker's error in `error()`) when the worker could not draw it. A
+        worker still drawing after `timeout` seconds gives none: a fork made beside threads can deadlock, and the
+        run must not wait on it forever."""
         if self.pid is None or self._wait(timeout) != 0:
             return None
         path = self.folder / qlib_reports.REPORT_NAME
@@ -85,9 +88,7 @@ class ReportWorker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
             self._wait(None)
-        for path in self.folder.iterdir():
-            path.unlink(missing_ok=True)
-        self.folder.rmdir()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _wait(self, timeout: float | None) -> int | None:
         """The worker's exit code once it has ended, or None when it is still running after `timeout` seconds."""
