@@ -67,3 +67,23 @@ def test_plain_sequence_sets_bin_other_rows_than_the_matrix():
     matrix_bins = bins(lgb.Dataset, np.ascontiguousarray(matrix[:, 1:]))
     assert bins(lgb.Dataset, SelectedRows(matrix[:, 1:], rows)) != matrix_bins
     assert bins(StreamedDataset, SelectedRows(matrix[:, 1:], rows)) == matrix_bins
+
+
+def test_the_rows_that_set_the_bins_are_read_a_column_at_a_time(monkeypatch):
+    """LightGBM's own sampling reads each sampled row with one Python call; the streamed set reads none."""
+    matrix = frame_like(5000, 8, seed=6)
+    single_rows = []
+    read = SelectedRows.__getitem__
+
+    def counted(self, index):
+        if isinstance(index, (int, np.integer)):
+            single_rows.append(index)
+        return read(self, index)
+
+    monkeypatch.setattr(SelectedRows, "__getitem__", counted)
+    params = {"verbose": -1, "bin_construct_sample_cnt": 900, "num_threads": 1}
+    rows = SelectedRows(matrix, np.arange(0, 5000, 2))
+    StreamedDataset(rows, label=np.zeros(2500), params=params).construct()
+    assert single_rows == []
+    lgb.Dataset(rows, label=np.zeros(2500), params=params).construct()
+    assert len(single_rows) == 900

@@ -15,6 +15,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+from lightgbm.basic import ZERO_THRESHOLD
 
 
 class SelectedRows(lgb.Sequence):
@@ -60,3 +61,21 @@ class StreamedDataset(lgb.Dataset):
         if self._binning and self.params:
             return dict(self.params)
         return super().get_params()
+
+    def _Dataset__sample(self, *, seqs: list, total_nrow: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """LightGBM's `Dataset.__sample`, a column at a time: the same sampled values, as doubles, with the same
+        rows dropped, in the same order. LightGBM's own reads the sampled rows one Python call each (200,000 by
+        default) and holds the sample twice, as a list of rows and as a matrix, beside the columns it keeps: on
+        500 stocks that was the run's peak."""
+        if len(seqs) != 1 or not isinstance(seqs[0], SelectedRows):
+            return super()._Dataset__sample(seqs=seqs, total_nrow=total_nrow)  # type: ignore[misc]
+        rows = seqs[0]
+        positions = rows.positions[self._create_sample_indices(total_nrow=total_nrow)]
+        sampled_rows = np.arange(len(positions), dtype=np.int32)
+        kept_values, kept_rows = [], []
+        for column in range(rows.matrix.shape[1]):
+            values = rows.matrix[positions, column].astype(np.float64)
+            kept = (np.abs(values) > ZERO_THRESHOLD) | np.isnan(values)
+            kept_values.append(values[kept])
+            kept_rows.append(sampled_rows[kept])
+        return kept_values, kept_rows
