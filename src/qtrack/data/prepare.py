@@ -37,6 +37,14 @@ class PreparedData:
     data_end: str = ""  # the data's last day: a retrain is due once the data goes beyond it
     seconds: dict[str, float] = field(default_factory=dict)  # how long preparing the data and features took
 
+    def release_frames(self) -> None:
+        """Drop the dataset's frames, for a stage that reads them no more: its last run then logs (and forks its
+        report worker) without the features in memory. The dataset cannot be read again."""
+        handler = getattr(self.dataset, "handler", None)
+        for frame in ("_data", "_infer", "_learn"):
+            if getattr(handler, frame, None) is not None:
+                setattr(handler, frame, None)
+
 
 def prepare(cfg: Settings, observer: Observer) -> PreparedData:
     """Data on disk, Qlib initialised, segments resolved and the dataset built: once per process."""

@@ -70,13 +70,16 @@ def data_tags(data: PreparedData) -> dict[str, str]:
 def run_model(cfg: Settings, data: PreparedData, observer: Observer, *, run_name: str, tags: dict[str, str],
               parent_run_id: str | None = None, pruning: Pruning | None = None,
               on_start: Callable[[str], None] | None = None, output_dir: Path | None = None,
-              with_data_times: bool = False) -> RunResult:
+              with_data_times: bool = False, last_use_of_data: bool = False) -> RunResult:
     """One model configuration in one run: its inputs, the evaluation (each epoch logged as it ends), the
-    record. `with_data_times`: the run prepared the data, so it logs that time too."""
+    record. `with_data_times`: the run prepared the data, so it logs that time too. `last_use_of_data`: nothing
+    reads `data` after this run, so its frames are dropped before the logging step."""
     with open_run(cfg, run_name, data.source.fingerprint, {**data_tags(data), **tags}, parent_run_id=parent_run_id,
                   stopped=pruning.stopped if pruning else (), on_start=on_start) as run:
         record_inputs(cfg, data, run)
         evaluation = evaluate(cfg, data, _LoggingEpochs(observer, run), pruning=pruning)
+        if last_use_of_data:
+            data.release_frames()
         seconds = record(evaluation, run, observer, data.seconds if with_data_times else None)
     if evaluation.constant_predictions:
         observer.note(f"{run_name}: the model predicts a constant: it found nothing to learn, and Rank IC is undefined")

@@ -21,7 +21,7 @@ def default_run_name(cfg: Settings, now: datetime | None = None) -> str:
 def train(cfg: Settings, ctx: StageContext, observer: Observer) -> RunResult:
     data = prepare(cfg, observer)
     return run_model(cfg, data, observer, run_name=default_run_name(cfg), tags={names.STAGE: names.TRAIN},
-                     output_dir=ctx.run_dir, with_data_times=True)
+                     output_dir=ctx.run_dir, with_data_times=True, last_use_of_data=True)
 
 
 def print_summary(result: RunResult, ctx: StageContext) -> None:
