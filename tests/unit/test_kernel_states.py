@@ -70,3 +70,21 @@ def test_expressions_whose_running_sums_sit_under_element_wise_operators_extend(
 def test_expressions_that_cannot_resume_are_rebuilt(expression: str) -> None:
     with pytest.raises(NotExtendable):
         check_extendable(parse(expression))
+
+
+def test_gather_is_numpy_take_to_the_bit():
+    """The feature columns are gathered from the stock-major panel on every core: the float32 values (NaN, inf,
+    overflow, subnormals) are numpy's, and a column of the frame's F-ordered array is written in place."""
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(STOCKS, DAYS)) * 10.0 ** rng.integers(-50, 50, (STOCKS, DAYS))
+    values[rng.random((STOCKS, DAYS)) < 0.05] = np.nan
+    values[0, :6] = [np.inf, -np.inf, 1e300, -1e-300, 3.5e38, 1e-42]
+    rows = rng.random((STOCKS, DAYS)) < 0.9
+    day, stock = np.nonzero(rows.T)  # datetime-major output rows, as the loader orders them
+    cells = stock * DAYS + day
+    ours = np.zeros((cells.size, 3), dtype=np.float32, order="F")
+    kernels.gather(values.ravel(), cells, ours[:, 1])
+    with np.errstate(over="ignore"):
+        theirs = np.take(values.ravel(), cells).astype(np.float32)
+    np.testing.assert_array_equal(ours[:, 1].view(np.uint32), theirs.view(np.uint32))
+    assert not ours[:, [0, 2]].any()

@@ -278,3 +278,11 @@ def shift(values, first, last, n):
             if first[s] <= j <= last[s]:
                 out[s, t] = values[s, j]
     return out
+
+
+@njit(parallel=True, cache=CACHE)
+def gather(flat, cells, out):
+    """`numpy.take(flat, cells, out=out)` on every core: the output rows are datetime-major, the panel stock-major,
+    so each read is a cache miss, and one core spent 1 s of a 5 s Alpha158 build on 500 stocks here."""
+    for r in prange(cells.size):
+        out[r] = flat[cells[r]]

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from qlib.data.dataset.loader import DLWParser
 
+from qtrack.features import kernels, raw_features
 from qtrack.features import panel as panels
-from qtrack.features import raw_features
 from qtrack.features.engine import Evaluator, Extension, NotExtendable, check_extendable
 from qtrack.features.expressions import Node, parse
 
@@ -172,7 +172,7 @@ def _evaluate(evaluator: Evaluator, trees: list[Node], rows: np.ndarray, where, 
     order = sorted(range(len(trees)), key=lambda j: (placed[j][0] - trees[j].window()[0], j))
     for j in order:
         start, anchor = placed[j]
-        np.take(evaluator.top(trees[j], start, anchor).ravel(), cells, out=values[:, j])
+        kernels.gather(evaluator.top(trees[j], start, anchor).ravel(), cells, values[:, j])
     return values, day_idx, stock_idx
 
 
