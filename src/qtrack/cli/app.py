@@ -114,8 +114,19 @@ def run_optimization() -> None:
 
 
 def finish(code: int) -> None:
-    """Exit with `code`; a signal from here on ends the process in one line (runtime.install_shutdown_handlers)."""
+    """Exit with `code` after the exit steps that keep work and output (non-daemon threads joined, such as the
+    feature cache's writer; atexit callbacks, logging's flush included; stdout and stderr flushed), without the
+    interpreter then tearing every module down: 1.2-1.3 s of each train here, after its work was done. A signal
+    from here on ends the process in one line (runtime.install_shutdown_handlers)."""
+    import atexit
+    import os
+    import threading
+
     from qtrack.runtime import install_shutdown_handlers
 
     install_shutdown_handlers()
-    sys.exit(code)
+    threading._shutdown()  # noqa: SLF001 - what the interpreter runs first at exit, in its order
+    atexit._run_exitfuncs()  # noqa: SLF001
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
