@@ -119,6 +119,7 @@ def finish(code: int) -> None:
     interpreter then tearing every module down: 1.2-1.3 s of each train here, after its work was done. A signal
     from here on ends the process in one line (runtime.install_shutdown_handlers)."""
     import atexit
+    import contextlib
     import os
     import threading
 
@@ -128,5 +129,6 @@ def finish(code: int) -> None:
     threading._shutdown()  # noqa: SLF001 - what the interpreter runs first at exit, in its order
     atexit._run_exitfuncs()  # noqa: SLF001
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing to keep
+            stream.flush()
     os._exit(code)
