@@ -199,34 +199,3 @@ def test_sp500_sample_matches_qlib(sp500_root: Path) -> None:
         fast, qlib = _frames(sp500_root / "sp500", handler, start, "2016-12-30")
         _assert_same(fast, qlib)
         assert np.array_equal(fast.to_numpy(), qlib.to_numpy(), equal_nan=True)
-
-
-def _benchmarks(root: Path, codes, start, end) -> tuple[pd.Series, pd.Series]:
-    from qtrack import qlib_compat
-    from qtrack.features.loader import benchmark_returns
-    from qtrack.runtime import init_qlib
-
-    init_qlib(root, "us", f"sqlite:///{root.parent}/mlflow.db", "features", kernels=1)
-    return benchmark_returns(codes, start, end), qlib_compat.benchmark_returns(codes, start, end)
-
-
-def test_the_benchmark_is_qlibs_to_the_bit(edge_root: Path) -> None:
-    """Qlib's _cal_benchmark of a list of codes (suspended days, late listings and delistings among them), and of
-    one code, from the fast engine: the same Series, name, dates and float32 values."""
-    calendar = pd.bdate_range("2020-01-01", periods=DAYS)
-    codes = ["NORMAL", "SUSPENDED", "LATE", "DELISTED", "BRIEF"]
-    for chosen, start in ((codes, calendar[70]), (codes, calendar[0]), ("SUSPENDED", calendar[39])):
-        fast, qlib = _benchmarks(edge_root, chosen, start, calendar[-1])
-        pd.testing.assert_series_equal(fast, qlib, check_exact=True)
-        assert len(fast) > 50
-
-
-@pytest.mark.slow
-@needs_sample
-def test_the_benchmark_is_qlibs_on_the_sample(sp500_root: Path) -> None:
-    from qtrack.data import qlib_format
-
-    codes = qlib_format.read_instruments(sp500_root / "sp500", "all")["symbol"].tolist()
-    fast, qlib = _benchmarks(sp500_root / "sp500", codes, "2015-05-27", "2016-12-28")
-    pd.testing.assert_series_equal(fast, qlib, check_exact=True)
-    assert fast.abs().sum() > 0

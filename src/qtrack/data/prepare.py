@@ -54,7 +54,7 @@ def prepare(cfg: Settings, observer: Observer) -> PreparedData:
         segs, notices = resolve_segments(cfg, source)
         config = dataset_config(cfg, segs)  # a bad dataset.features_from fails here, with the segments
         init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, kernels(cfg))
-        benchmark = benchmark_returns(benchmark_codes(cfg, source), segs, cfg.features.engine)
+        benchmark = benchmark_returns(benchmark_codes(cfg, source), segs)
     for notice in notices:
         observer.note(notice)
     with timed(observer, seconds, "features", f"{cfg.features.name} features"):
@@ -73,18 +73,10 @@ def benchmark_codes(cfg: Settings, source: DataSource) -> Any:
     return qlib_format.read_instruments(source.path, cfg.dataset.market)["symbol"].tolist()
 
 
-def benchmark_returns(codes: Any, segs: Segments, engine: str = "qlib") -> Any:
+def benchmark_returns(codes: Any, segs: Segments) -> Any:
     """The benchmark's (one code, or the equal-weighted codes) daily returns over the test segment, by
-    Qlib's own function, or with the fast feature engine the same Series from it (0.95 s -> 0.29 s for 500
-    symbols, numba's first call included). Given codes, a backtest computes them twice (1.9 s each for 500
-    symbols)."""
+    Qlib's own function. Given codes, a backtest computes them twice (1.9 s each for 500 symbols)."""
     from qtrack import qlib_compat
 
     start, end = segs.as_dict()["test"]
-    if engine == "fast":
-        from qtrack.features.loader import benchmark_returns as fast_benchmark_returns
-
-        found = fast_benchmark_returns(codes, start, end)
-        if found is not None:
-            return found
     return qlib_compat.benchmark_returns(codes, start, end)

@@ -181,7 +181,7 @@ def run_backtest(pred_path: Path, cfg: Settings, observer: Observer) -> Backtest
         init_qlib(source.path, cfg.dataset.region, cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
         segs = TestSpan(start, end)
         codes = cfg.dataset.benchmark if cfg.dataset.benchmark is not None else symbols
-        data = TestData(segments=segs, benchmark=benchmark_returns(codes, segs, cfg.features.engine))
+        data = TestData(segments=segs, benchmark=benchmark_returns(codes, segs))
         label = _label(cfg, scores, start, end)
     return _tracked_run(cfg, pred_path, scores, label, data, source.fingerprint, observer)
 

@@ -125,8 +125,7 @@ def _window_data(base: Settings, data: PreparedData, segs: Segments) -> Prepared
     dataset = with_segments(data.dataset, handler, {name: list(span) for name, span in segs.as_dict().items()})
     codes = benchmark_codes(base, data.source)
     # binned=None: LightGBM's cached binned sets belong to the static split's segments, not this window's
-    return dataclasses.replace(data, segments=segs, dataset=dataset,
-                               benchmark=benchmark_returns(codes, segs, base.features.engine),
+    return dataclasses.replace(data, segments=segs, dataset=dataset, benchmark=benchmark_returns(codes, segs),
                                pipeline=pipeline_bytes(dataset), binned=None)
 
 
