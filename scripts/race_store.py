@@ -39,7 +39,8 @@ def main() -> None:
             for (code, stderr) in (ended[0], ended[2]):
                 if code:
                     failed += 1
-                    errors.append([line for line in stderr.splitlines() if "Error" in line][-1][:160])
+                    named = [line for line in stderr.splitlines() if "Error" in line]
+                    errors.append((named[-1] if named else f"exit code {code}")[:160])
     print(f"qtrack processes that failed: {failed} of {2 * args.rounds}")
     for line in errors:
         print(f"  {line}")

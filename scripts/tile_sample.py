@@ -40,9 +40,9 @@ def tile(source: Path, target: Path, copies: int, seed: int) -> int:
     rng = np.random.default_rng(seed)
     written = 0
     for path in sorted(source.glob("*.csv")):
-        if path.name == "constituents.csv":
-            continue
         frame = pd.read_csv(path, dtype=str)
+        if "close" not in frame.columns:  # constituents.csv, and a vendor's error page saved as .csv
+            continue
         for index in range(copies):
             name = path.stem if index == 0 else f"{path.stem}_{index}"
             out = frame if index == 0 else perturbed(frame, rng)

@@ -85,6 +85,14 @@ def held_stocks(position: Any) -> list[str]:
     return [key for key in position.position if key not in NOT_STOCKS]
 
 
+def drop_frames(handler: Any) -> None:
+    """A DataHandlerLP without its raw, inference and learning frames (its private attributes): nothing reads it
+    again, and the memory goes back."""
+    for frame in ("_data", "_infer", "_learn"):
+        if hasattr(handler, frame):
+            setattr(handler, frame, None)
+
+
 def benchmark_returns(codes: Any, start: Any, end: Any) -> Any:
     """The daily returns of a benchmark (one code, or codes equal-weighted), by Qlib's own function."""
     from qlib.backtest.report import PortfolioMetrics

@@ -40,10 +40,9 @@ class PreparedData:
     def release_frames(self) -> None:
         """Drop the dataset's frames, for a stage that reads them no more: its last run then logs (and forks its
         report worker) without the features in memory. The dataset cannot be read again."""
-        handler = getattr(self.dataset, "handler", None)
-        for frame in ("_data", "_infer", "_learn"):
-            if getattr(handler, frame, None) is not None:
-                setattr(handler, frame, None)
+        from qtrack import qlib_compat
+
+        qlib_compat.drop_frames(self.dataset.handler)
 
 
 def prepare(cfg: Settings, observer: Observer) -> PreparedData:
