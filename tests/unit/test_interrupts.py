@@ -88,3 +88,28 @@ def test_the_console_scripts_exit_after_threads_callbacks_and_output_but_skip_th
     assert done.stdout == "buffered, atexit ran"
     assert written.read_text() == "whole"
     assert logged.read_text() == "the last line\n"
+
+
+@pytest.mark.parametrize(("environment", "expected"), [(None, False), ("1", True)])
+def test_the_cli_turns_numpys_huge_pages_off_unless_the_environment_says(environment, expected) -> None:
+    """NumPy reads NUMPY_MADVISE_HUGEPAGE once, at import: the CLI sets its default before anything imports NumPy
+    (first touches of huge pages were slow and erratic here, runtime.PROCESS_DEFAULTS), and a user's own value wins."""
+    import os
+    import subprocess
+
+    script = (
+        "import sys\n"
+        "from qtrack.cli.app import main\n"
+        "assert 'numpy' not in sys.modules\n"
+        "main(['--version'])\n"
+        "import numpy\n"
+        "print(numpy._core.multiarray._get_madvise_hugepage())\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "NUMPY_MADVISE_HUGEPAGE"}
+    if environment is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = environment
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == str(expected)

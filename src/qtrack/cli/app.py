@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
     from typer.exceptions import Abort, Exit, TyperException  # TyperException: the base of Click's errors
 
-    from qtrack.runtime import install_signal_handlers
+    from qtrack.runtime import install_signal_handlers, set_process_defaults
 
+    set_process_defaults()
     install_signal_handlers()
     try:
         # Without standalone mode Click returns (not raises) the code of a typer.Exit; Typer itself turns
