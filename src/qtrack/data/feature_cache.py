@@ -55,7 +55,7 @@ def is_dataset(obj: Any) -> bool:
 
 class FeatureCache:
     """Entries by key. By default the entries are built datasets; `valid` and `detach` (what is written
-    while the caller keeps the original) let other values be cached the same way."""
+    while the caller keeps the original) let other values be cached the same way, in files of their own `suffix`."""
 
     def __init__(
         self,
@@ -63,16 +63,18 @@ class FeatureCache:
         enabled: bool = True,
         valid: Callable[[Any], bool] = is_dataset,
         detach: Callable[[Any], Any] | None = None,
+        suffix: str = "features",
     ) -> None:
         self.folder = folder
         self.enabled = enabled
         self.valid = valid
         self.detach = detach or _detached
+        self.suffix = suffix
         self.stats = CacheStats()
         self.writer: threading.Thread | None = None
 
     def path(self, key: str) -> Path:
-        return self.folder / f"{key}.features"
+        return self.folder / f"{key}.{self.suffix}"
 
     def get_or_build(self, key: str, build: Callable[[], Any], on_warning: Callable[[str], None]) -> tuple[Any, str]:
         """The built dataset and how it was obtained: 'hit', 'miss' (built, being stored) or 'off'.
