@@ -29,7 +29,8 @@ def cumulative_return_plot(report: pd.DataFrame, path: Path) -> Path:
 
 def daily_ic_plot(ic: pd.Series, path: Path) -> Path:
     plt, fig, ax = _figure()
-    ax.bar(ic.index, ic.to_numpy(), width=1.0, color="tab:blue", alpha=0.5, label="daily IC")
+    # One line per day in one artist: 400 bars were 400 patches, 0.3 s of the logging step.
+    ax.vlines(ic.index, 0.0, ic.to_numpy(), color="tab:blue", alpha=0.5, linewidth=1.0, label="daily IC")
     ax.plot(ic.index, ic.rolling(20, min_periods=1).mean(), color="tab:red", label="20-day mean")
     ax.axhline(ic.mean(), color="black", linestyle="--", linewidth=0.8, label=f"mean {ic.mean():.4f}")
     return _save(plt, fig, ax, "Daily IC, test segment", path)
