@@ -181,6 +181,42 @@ def test_bit_identical(edge_frames) -> None:
         assert np.array_equal(a, b, equal_nan=True)
 
 
+def test_stocks_whose_data_ends_early_are_computed_over_their_own_days(alpha158, edge_root) -> None:
+    """DELISTED (80 days) and BRIEF (to day 62) are computed on a panel of their own days, not the market's 170:
+    the frame is the one-panel path's (a build that saves kernel states keeps one panel) and Qlib's, bit for bit."""
+    from qlib.contrib.data.loader import Alpha158DL
+
+    from qtrack.features import panel as panels
+    from qtrack.features.loader import FastDataLoader, compute
+
+    _, _, (grouped, qlib) = alpha158  # loaded and Qlib initialised on the edge market by the fixture
+    request = FastDataLoader({"feature": Alpha158DL.get_feature_config(), "label": LABEL}).request("all", None)
+    end = len(request.calendar) - 1
+    whole = panels.load(request.root, sorted(request.spans), request.fields, 0, end)
+    groups = panels.end_groups(whole, np.ones(len(whole.instruments), dtype=bool))
+    assert [sorted(whole.instruments[s] for s in members) for members, _ in groups][0] == ["BRIEF", "DELISTED"]
+    one_panel = compute(request, end, checkpoint=end - 10).frame
+    assert one_panel.index.equals(grouped.index)
+    assert np.array_equal(one_panel.to_numpy(), grouped.to_numpy(), equal_nan=True)
+    assert np.array_equal(grouped.to_numpy(), qlib.to_numpy(), equal_nan=True)
+
+
+def test_gather_at_writes_the_rows_it_is_given() -> None:
+    from qtrack.features import kernels
+
+    rng = np.random.default_rng(3)
+    flat = rng.normal(size=5_000) * 10.0 ** rng.integers(-40, 40, 5_000)
+    flat[rng.random(5_000) < 0.1] = np.nan
+    cells = rng.choice(5_000, 1_200, replace=False)
+    positions = np.sort(rng.choice(3_000, 1_200, replace=False))
+    ours = np.zeros(3_000, dtype=np.float32)
+    kernels.gather_at(flat, cells, positions, ours)
+    theirs = np.zeros(3_000, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        theirs[positions] = flat[cells].astype(np.float32)
+    assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+
+
 @pytest.mark.slow
 def test_synthetic_market_matches_qlib(tmp_path: Path) -> None:
     from qtrack.data.synthetic import SyntheticSpec, ensure

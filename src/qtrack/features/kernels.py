@@ -286,3 +286,10 @@ def gather(flat, cells, out):
     so each read is a cache miss, and one core spent 1 s of a 5 s Alpha158 build on 500 stocks here."""
     for r in prange(cells.size):
         out[r] = flat[cells[r]]
+
+
+@njit(parallel=True, cache=CACHE)
+def gather_at(flat, cells, positions, out):
+    """`out[positions] = flat[cells]`, cast as `gather` casts: the rows of some of the frame's stocks."""
+    for i in prange(cells.size):
+        out[positions[i]] = flat[cells[i]]

@@ -114,9 +114,11 @@ def compute(request: Request, end: int, checkpoint: int = -1, names: list[str] |
     begin, stop = max(0, request.start - request.back), min(len(request.calendar) - 1, end + request.ahead)
     panel = panels.load(request.root, names, request.fields, begin, stop, request.freq)
     extension = Extension(checkpoint=checkpoint - begin if checkpoint >= 0 else -1)
-    evaluator = Evaluator(panel, extension=extension)
     rows = _output_rows(panel, request.spans, request.calendar, request.start - begin, end - begin)
-    values, days, stocks = _evaluate(evaluator, request.trees, rows, lambda tree: (request.start - begin, None))
+    # Saved states must reach the checkpoint for every stock; without them, stocks whose data ends early are
+    # computed over their own days only (real data: delistings, and files stored to an earlier day).
+    parts = [(panel, None)] if checkpoint >= 0 else _parts_by_end(panel, rows)
+    values, days, stocks = _evaluate(parts, request.trees, rows, lambda tree: (request.start - begin, None), extension)
     frame = request.frame(values, begin + days, names, stocks)
     log.info("fast features: %d rows x %d columns in %.2fs", *values.shape, time.perf_counter() - began)
     return Computed(frame, extension.saved, names)
@@ -152,27 +154,49 @@ def compute_tail(request: Request, tail: Tail, states: dict, checkpoint: int, ou
     `states`, saved after calendar day tail.resume - 1 by the build being extended."""
     begin = tail.panel.offset
     extension = Extension(resume_at=tail.resume - begin, states=states, checkpoint=checkpoint - begin)
-    evaluator = Evaluator(tail.panel, extension=extension)
     values, days, stocks = _evaluate(
-        evaluator, request.trees, tail.rows, lambda tree: (tail.resume - begin, request.anchor(tree)), out
+        [(tail.panel, None)], request.trees, tail.rows, lambda tree: (tail.resume - begin, request.anchor(tree)),
+        extension, out,
     )
     # No new day (the same calendar, other files): the checkpoint is still the day before the resume.
     return values, begin + days, stocks, extension.saved if checkpoint >= tail.resume else states
 
 
-def _evaluate(evaluator: Evaluator, trees: list[Node], rows: np.ndarray, where, out=None) -> tuple[np.ndarray, ...]:
+Part = tuple[panels.Panel, "np.ndarray | None"]  # a panel of some stocks, and their positions in the whole (None: all)
+
+
+def _parts_by_end(panel: panels.Panel, rows: np.ndarray) -> list[Part]:
+    groups = panels.end_groups(panel, rows.any(axis=1))
+    if len(groups) == 1 and groups[0][0].size == len(panel.instruments) and groups[0][1] == panel.days:
+        return [(panel, None)]
+    return [(panels.narrowed(panel, members, days), members) for members, days in groups]
+
+
+def _evaluate(parts: list[Part], trees: list[Node], rows: np.ndarray, where, extension: Extension,
+              out=None) -> tuple[np.ndarray, ...]:
     """float32 values [row, expression] of the rows selected by `rows` [stock, day], datetime-major
     (Qlib's sort_index), into `out` if given. `where(tree)` gives (start, anchor) for Evaluator.top."""
     day_idx, stock_idx = np.nonzero(rows.T)
     values = np.empty((day_idx.size, len(trees)), dtype=np.float32, order="F") if out is None else out
-    cells = stock_idx * evaluator.panel.days + day_idx  # positions in a [stock, day] panel, raveled
     # Expressions that start on the same day share sub-expressions (SUMP, SUMN and SUMD share both
     # sums): computing them together lets a small memo catch every reuse.
     placed = [where(tree) for tree in trees]
     order = sorted(range(len(trees)), key=lambda j: (placed[j][0] - trees[j].window()[0], j))
-    for j in order:
-        start, anchor = placed[j]
-        kernels.gather(evaluator.top(trees[j], start, anchor).ravel(), cells, values[:, j])
+    for panel, members in parts:
+        evaluator = Evaluator(panel, extension=extension)  # one at a time: each holds its memo
+        if members is None:
+            positions, cells = None, stock_idx * panel.days + day_idx  # positions in the panel, raveled
+        else:
+            positions = np.flatnonzero(np.isin(stock_idx, members))
+            cells = np.searchsorted(members, stock_idx[positions]) * panel.days + day_idx[positions]
+        for j in order:
+            start, anchor = placed[j]
+            column = evaluator.top(trees[j], start, anchor).ravel()
+            if positions is None:
+                kernels.gather(column, cells, values[:, j])
+            else:
+                kernels.gather_at(column, cells, positions, values[:, j])
+        del evaluator
     return values, day_idx, stock_idx
 
 

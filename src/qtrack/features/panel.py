@@ -58,6 +58,35 @@ def load(root: Path, instruments: list[str], fields: set[str], begin: int, end: 
     return Panel(instruments, begin, days, arrays, first, last)
 
 
+def narrowed(panel: Panel, members: np.ndarray, days: int) -> Panel:
+    """Stocks `members` (ascending) over the panel's first `days` days: each stock's values, and so its results
+    on its own days, are the wide panel's (no operator reads past a stock's last day: Ref gives NaN there)."""
+    return Panel(
+        [panel.instruments[s] for s in members], panel.offset, days,
+        {name: np.ascontiguousarray(array[members, :days]) for name, array in panel.fields.items()},
+        panel.first[members], np.minimum(panel.last[members], days - 1),
+    )
+
+
+def end_groups(panel: Panel, wanted: np.ndarray, min_saving: float = 0.1) -> list[tuple[np.ndarray, int]]:
+    """The stocks with rows to compute (`wanted` [stock] True), as (members, days) groups: one group, or two
+    when stocks whose data ends early (delisted, or stored to an earlier day than the rest) would otherwise be
+    computed over the others' days, at least `min_saving` of the panel's cells."""
+    members = np.flatnonzero(wanted)
+    if members.size == 0:
+        return []
+    needed = np.minimum(panel.last[members] + 1, panel.days)
+    order = np.argsort(needed, kind="stable")
+    widths = needed[order]
+    cut = np.arange(1, members.size)  # the first `cut` stocks (by width) form the narrow group
+    cells = cut * widths[cut - 1] + (members.size - cut) * widths[-1]
+    whole = members.size * widths[-1]
+    if cut.size == 0 or cells.min() > (1 - min_saving) * whole:
+        return [(members, int(widths[-1]))]
+    k = int(cut[np.argmin(cells)])
+    return [(np.sort(members[order[:k]]), int(widths[k - 1])), (np.sort(members[order[k:]]), int(widths[-1]))]
+
+
 def spans_mask(panel: Panel, spans: dict[str, list], calendar: pd.DatetimeIndex) -> np.ndarray:
     """[stock, day] True where the instrument is listed (the market file's spans), as D.features keeps."""
     mask = np.zeros((len(panel.instruments), panel.days), dtype=bool)
