@@ -36,7 +36,7 @@ def cache_files(folder: Path, pattern: str, name: str = "synthetic") -> list[Pat
 
 def entries(folder: Path, name: str = "synthetic") -> list[Path]:
     """The built datasets' entries (not the raw features' `raw-*` ones)."""
-    return sorted(p for p in (folder / "data" / ".cache" / name).glob("*.features") if not p.name.startswith("raw-"))
+    return [p for p in cache_files(folder, "*.features", name) if not p.name.startswith("raw-")]
 
 
 def test_hit_miss_invalidation_and_corruption(workspace):
@@ -80,7 +80,7 @@ def test_hit_miss_invalidation_and_corruption(workspace):
 
 
 def binned_entries(folder: Path) -> list[Path]:
-    return sorted(p for p in (folder / "data" / ".cache" / "synthetic").glob("*.lgb-*") if p.is_dir())
+    return [p for p in cache_files(folder, "*.lgb-*") if p.is_dir()]
 
 
 def test_binned_lightgbm_sets_give_the_same_booster(workspace):

@@ -75,7 +75,7 @@ def end_groups(panel: Panel, wanted: np.ndarray, min_saving: float = 0.1) -> lis
     members = np.flatnonzero(wanted)
     if members.size == 0:
         return []
-    needed = np.minimum(panel.last[members] + 1, panel.days)
+    needed = panel.last[members] + 1  # through the stock's last stored day
     order = np.argsort(needed, kind="stable")
     widths = needed[order]
     cut = np.arange(1, members.size)  # the first `cut` stocks (by width) form the narrow group
