@@ -187,7 +187,8 @@ def test_stocks_whose_data_ends_early_are_computed_over_their_own_days(alpha158,
     from qlib.contrib.data.loader import Alpha158DL
 
     from qtrack.features import panel as panels
-    from qtrack.features.loader import FastDataLoader, compute
+    from qtrack.features.compute import compute
+    from qtrack.features.loader import FastDataLoader
 
     _, _, (grouped, qlib) = alpha158  # loaded and Qlib initialised on the edge market by the fixture
     request = FastDataLoader({"feature": Alpha158DL.get_feature_config(), "label": LABEL}).request("all", None)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from qtrack.features import kernels, window_kernels
-from qtrack.features.expressions import ELEMENTWISE, PAIRWISE, Node, UnsupportedExpression
+from qtrack.features.expressions import ELEMENTWISE, PAIRWISE, Node, NotExtendable, UnsupportedExpression
 from qtrack.features.panel import Panel
 
 # Sub-expression results kept for reuse, in float64 panels: enough for what the expressions that start on
@@ -54,11 +54,6 @@ class Memo:
 
 
 STATEFUL = ("Mean", "Sum", "Std", "Var", "Slope", "Rsquare", "Resi", "Corr")
-
-
-class NotExtendable(ValueError):
-    """An evaluation cannot resume from the saved states (a state is missing or an expression's shape
-    does not allow it): the frame is rebuilt whole."""
 
 
 @dataclass

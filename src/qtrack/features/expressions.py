@@ -31,6 +31,11 @@ ROLLING = ("Mean", "Sum", "Std", "Var", "Max", "Min", "IdxMax", "IdxMin", "Rank"
 SUPPORTED = sorted([*ELEMENTWISE, *PAIRWISE, *ROLLING, "Ref", "Quantile", "Corr"])
 
 
+class NotExtendable(ValueError):
+    """An evaluation cannot resume from the saved states (a state is missing or an expression's shape
+    does not allow it): the frame is rebuilt whole."""
+
+
 class UnsupportedExpression(ValueError):
     """An expression the fast engine does not compute; Qlib's engine (features.engine=qlib) does."""
 
