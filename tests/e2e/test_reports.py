@@ -104,8 +104,9 @@ def test_a_worker_draws_one_page_and_leaves_no_process_or_file(trained):
     from qtrack.evaluation.report_worker import ReportWorker
 
     folder, run_id = trained
-    worker = ReportWorker(run_objects(folder, run_id), "a page")
+    worker = ReportWorker()
     worker.start()
+    worker.draw(run_objects(folder, run_id), "a page")
     page = worker.page()
     assert page is not None and sections(page.read_text())[0] == "analysis_position.report_graph"
     worker.close()
@@ -119,13 +120,14 @@ def test_a_worker_that_fails_says_why_and_one_ended_early_is_reaped():
 
     from qtrack.evaluation.report_worker import ReportWorker
 
-    failing = ReportWorker(lambda name: None, "no records")  # nothing Qlib can draw from
+    failing = ReportWorker()
     failing.start()
+    failing.draw(lambda name: None, "no records")  # nothing Qlib can draw from
     assert failing.page() is None and failing.code == 1
     assert "Error" in failing.error()
     failing.close()
 
-    interrupted = ReportWorker(lambda name: time.sleep(60), "never drawn")
+    interrupted = ReportWorker()
     interrupted.start()
     interrupted.close()  # a run that ends (or is killed) before its records: the worker goes with it
     assert not interrupted.folder.exists() and interrupted.code is not None
@@ -133,11 +135,42 @@ def test_a_worker_that_fails_says_why_and_one_ended_early_is_reaped():
         os.waitpid(interrupted.pid, os.WNOHANG)
 
 
+def test_a_worker_whose_run_process_ends_before_its_records_exits_by_itself():
+    """The worker waits on a pipe from the run: when the run's process is gone (killed, or ended without
+    records), the pipe's end reaches the worker, which removes its folder and exits instead of waiting for ever."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("import os\n"
+            "from qtrack.evaluation.report_worker import ReportWorker\n"
+            "worker = ReportWorker()\n"
+            "worker.start()\n"
+            "print(worker.pid, worker.folder, flush=True)\n"
+            "os._exit(0)\n")  # gone at once, as a killed run is: no close()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    pid, folder = done.stdout.split()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _alive(psutil, int(pid)):
+        time.sleep(0.1)
+    assert not _alive(psutil, int(pid)), "the worker outlived its run"
+    assert not Path(folder).exists()
+
+
+def _alive(psutil, pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_no_worker_where_memory_is_short_and_the_reason_is_given():
     from qtrack.evaluation.report_worker import ReportWorker
 
-    short = ReportWorker(lambda name: None, "a page", min_available=1 << 60)  # more than any machine has
+    short = ReportWorker(min_available=1 << 60)  # more than any machine has
     short.start()
+    short.draw(lambda name: None, "a page")  # nothing to hand over: the run draws the page itself
     assert short.pid is None and short.page() is None
     assert "MiB of memory available" in short.error()
     short.close()

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 REPORT_NAME = "qlib_report.html"
 ARTIFACT_DIR = "reports"
+# The records the page is drawn from: predictions, label, the backtest's daily report and its risk analysis.
+INPUTS = ("pred.pkl", "label.pkl", "portfolio_analysis/report_normal_1day.pkl",
+          "portfolio_analysis/port_analysis_1day.pkl")
 
 
 def pred_label(pred: pd.DataFrame, label: pd.DataFrame) -> pd.DataFrame:
@@ -29,12 +33,25 @@ def qlib_figures(pred: pd.DataFrame, label: pd.DataFrame, report: pd.DataFrame,
 
     from qtrack.runtime import captured_output
 
-    with captured_output(), warnings.catch_warnings():  # gym's notice on import; pandas' FutureWarnings
+    analysis_model, analysis_position = import_graphs()
+    with captured_output(), warnings.catch_warnings():  # pandas' FutureWarnings
+        warnings.simplefilter("ignore")
+        return _draw(analysis_model, analysis_position, pred_label(pred, label), report, analysis)
+
+
+def import_graphs() -> tuple[Any, Any]:
+    """Qlib's `analysis_model` and `analysis_position`, and plotly's offline writer: what a page needs imported."""
+    import warnings
+
+    from qtrack.runtime import captured_output
+
+    with captured_output(), warnings.catch_warnings():  # gym's notice on import
         warnings.simplefilter("ignore")
         _without_iri_grammars()
+        import plotly.offline  # noqa: F401 - write_report's
         from qlib.contrib.report import analysis_model, analysis_position
 
-        return _draw(analysis_model, analysis_position, pred_label(pred, label), report, analysis)
+    return analysis_model, analysis_position
 
 
 def _without_iri_grammars() -> None:
@@ -94,6 +111,5 @@ def write_report(sections: list[tuple[str, list | str]], title: str, path: Path)
 def draw_report(load, title: str, path: Path) -> Path:
     """The run's page, drawn from its records as `load` (a recorder's `load_object`) reads them: predictions,
     label, the backtest's daily report and its risk analysis."""
-    sections = qlib_figures(load("pred.pkl"), load("label.pkl"), load("portfolio_analysis/report_normal_1day.pkl"),
-                            load("portfolio_analysis/port_analysis_1day.pkl"))
+    sections = qlib_figures(*(load(name) for name in INPUTS))
     return write_report(sections, title, path)

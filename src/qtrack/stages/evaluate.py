@@ -48,6 +48,7 @@ class Evaluation:
     curves: dict[str, list[float]] = field(default_factory=dict)  # per boosting round: `l2.valid` ...
     pipeline: bytes = b""  # the dataset without data, with fitted processors (data.dataset.pipeline_bytes)
     example: Any = None  # model inputs for the logged model's signature (when the model is logged)
+    report: Any = None  # Qlib's report page's worker (evaluation.report_worker), started as the records began
 
     @property
     def predictions(self) -> Any:
@@ -86,12 +87,30 @@ def evaluate(cfg: Settings, data: PreparedData, observer: Observer, *, pruning: 
         return found
     with timed(observer, found.seconds, "validation", "validation metrics"):
         found.metrics.update(records.segment_metrics(data, found.model, "valid"))
-    with timed(observer, found.seconds, "records", "predicting, IC analysis and backtest"):
-        records.run_records(cfg, data, found.model, found.recorder)
-        found.metrics.update(records.test_extras(data, found.model, found.recorder))
-        if cfg.mlflow.log_model and spec.flavor:
-            found.example = records.model_example(data)
+    found.report = _started_report_worker(cfg)
+    try:
+        with timed(observer, found.seconds, "records", "predicting, IC analysis and backtest"):
+            records.run_records(cfg, data, found.model, found.recorder)
+            found.metrics.update(records.test_extras(data, found.model, found.recorder))
+            if cfg.mlflow.log_model and spec.flavor:
+                found.example = records.model_example(data)
+    except BaseException:
+        if found.report is not None:
+            found.report.close()
+        raise
     return found
+
+
+def _started_report_worker(cfg: Settings) -> Any:
+    """The worker that draws Qlib's report page (stages.record hands it the records), when the run logs one:
+    started before the records, so that it imports while they run."""
+    if not cfg.mlflow.qlib_report:
+        return None
+    from qtrack.evaluation.report_worker import ReportWorker
+
+    worker = ReportWorker()
+    worker.start()
+    return worker
 
 
 def evaluate_predictions(cfg: Settings, data: Any, scores: Any, label: Any, observer: Observer,

@@ -17,7 +17,6 @@ from qtrack.config.schema import Settings
 from qtrack.console import Observer, timed
 from qtrack.data.prepare import PreparedData
 from qtrack.evaluation import plots, qlib_reports
-from qtrack.evaluation.report_worker import ReportWorker
 from qtrack.runtime import log_uncommitted_code
 from qtrack.stages.evaluate import Evaluation
 from qtrack.tracking import inputs, names
@@ -64,15 +63,15 @@ def record(evaluation: Evaluation, run: ActiveRun, observer: Observer,
 
 @contextmanager
 def _report_aside(evaluation: Evaluation, run_id: str) -> Iterator[Callable[[CachingRecorder], None]]:
-    """Qlib's report page (when the run logs it), drawn by a worker while the rest is logged; the function
-    yielded logs it."""
-    if not evaluation.cfg.mlflow.qlib_report:
+    """Qlib's report page (when the run logs it), drawn by the evaluation's worker while the rest is logged; the
+    function yielded logs it."""
+    worker = evaluation.report
+    if worker is None:
         yield lambda recorder: None
         return
     title = f"Qlib report: {evaluation.spec.name}, run {run_id}"
-    worker = ReportWorker(evaluation.recorder.load_object, title)
     try:
-        worker.start()
+        worker.draw(evaluation.recorder.load_object, title)
         yield lambda recorder: _log_report(evaluation, recorder, title, worker)
     finally:
         worker.close()
@@ -124,7 +123,7 @@ def log_bytes(client: Any, run_id: str, content: bytes, name: str) -> None:
         client.log_artifact(run_id, str(path))
 
 
-def _log_report(evaluation: Evaluation, recorder: CachingRecorder, title: str, worker: ReportWorker) -> None:
+def _log_report(evaluation: Evaluation, recorder: CachingRecorder, title: str, worker: Any) -> None:
     """Qlib's report page under reports/: the worker's, or drawn here when the worker could not give it."""
     page = worker.page()
     if page is None:
