@@ -2,13 +2,14 @@
 
 Drawing the page is the longest part of logging a run: importing `qlib.contrib.report` (statsmodels, plotly and
 its figure factory, about 1 s) and Qlib's groupby-applies over the test segment (about 1 s on 490 symbols). The
-worker is a fork of the run's process, made as the records step begins: it shares what the run has imported and
-imports the rest while the run predicts, analyses and backtests, which keeps one core only. It then waits for
-the records; the run writes the page's inputs to the worker's folder once they exist (`draw`), and the worker
-draws the page while the run logs everything else. Not earlier: a worker forked at the fit's end, importing while
-the run predicted the validation set, slowed LightGBM's OpenMP threads more than it saved (504 symbols:
-validation and records 1.5 s longer), and one importing during the fit slowed it by more than its imports
-(490 symbols: 1.0-1.4 s). The page is the one `qlib_reports` draws in the run's own process, from the same
+worker is a fork of the run's process, made as the records step begins where the run's frames come from the
+feature cache (else once they are released, at the logging step: stages.evaluate says why): it shares what the
+run has imported and imports the rest while the run predicts, analyses and backtests, which keeps one core only.
+It then waits for the records; the run writes the page's inputs to the worker's folder once they exist
+(`draw`), and the worker draws the page while the run logs everything else. Not earlier: a worker forked at the
+fit's end, importing while the run predicted the validation set, slowed LightGBM's OpenMP threads more than it
+saved (504 symbols: validation and records 1.5 s longer), and one importing during the fit slowed it by more than
+its imports (490 symbols: 1.0-1.4 s). The page is the one `qlib_reports` draws in the run's own process, from the same
 objects (a test compares the two); where the worker cannot give it (no fork on this system, less than 2 GiB of
 memory available, a failure), the run draws it itself.
 
@@ -43,7 +44,7 @@ MIN_AVAILABLE = 2 << 30
 
 
 class ReportWorker:
-    """The run's side: `start()` as the records step begins, `draw(load, title)` once the records exist (`load`
+    """The run's side: `start()` (once; again is nothing), `draw(load, title)` once the records exist (`load`
     reads them: a recorder's `load_object`), `page()` when the page is to be logged, `close()` always."""
 
     def __init__(self, min_available: int = MIN_AVAILABLE) -> None:

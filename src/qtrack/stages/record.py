@@ -71,6 +71,7 @@ def _report_aside(evaluation: Evaluation, run_id: str) -> Iterator[Callable[[Cac
         return
     title = f"Qlib report: {evaluation.spec.name}, run {run_id}"
     try:
+        worker.start()  # where it has not started with the records
         worker.draw(evaluation.recorder.load_object, title)
         yield lambda recorder: _log_report(evaluation, recorder, title, worker)
     finally:
