@@ -141,8 +141,6 @@ def test_a_worker_whose_run_process_ends_before_its_records_exits_by_itself():
     import subprocess
     import sys
 
-    import psutil
-
     code = ("import os\n"
             "from qtrack.evaluation.report_worker import ReportWorker\n"
             "worker = ReportWorker()\n"
@@ -152,13 +150,15 @@ def test_a_worker_whose_run_process_ends_before_its_records_exits_by_itself():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     pid, folder = done.stdout.split()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and _alive(psutil, int(pid)):
+    while time.monotonic() < deadline and _alive(int(pid)):
         time.sleep(0.1)
-    assert not _alive(psutil, int(pid)), "the worker outlived its run"
+    assert not _alive(int(pid)), "the worker outlived its run"
     assert not Path(folder).exists()
 
 
-def _alive(psutil, pid: int) -> bool:
+def _alive(pid: int) -> bool:
+    import psutil
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

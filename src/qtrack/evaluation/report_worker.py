@@ -37,7 +37,7 @@ from typing import Any
 from qtrack.evaluation import qlib_reports
 
 STDERR = "worker.err"
-INPUTS = "inputs.pkl"
+INPUTS_FILE = "inputs.pkl"
 # The worker needs about 250 MiB of its own on the S&P sample, more with a longer test segment; on a machine with
 # less than this to spare, a second process is not worth the risk of swapping or of the OOM killer.
 MIN_AVAILABLE = 2 << 30
@@ -87,10 +87,10 @@ class ReportWorker:
         if self._ready is None:
             return
         inputs = {name: load(name) for name in qlib_reports.INPUTS}
-        written = self.folder / f".{INPUTS}.tmp"
+        written = self.folder / f".{INPUTS_FILE}.tmp"
         with written.open("wb") as out:
             pickle.dump((title, inputs), out, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(written, self.folder / INPUTS)
+        os.replace(written, self.folder / INPUTS_FILE)
         with contextlib.suppress(OSError):  # the worker has ended already: page() says why
             os.write(self._ready, b"1")
         self._close_pipe()
@@ -160,7 +160,7 @@ def _serve(folder: Path, waiting: int) -> int:
         if not os.read(waiting, 1):  # the run's process is gone, or it ended without records
             shutil.rmtree(folder, ignore_errors=True)
             return 0
-        with (folder / INPUTS).open("rb") as source:
+        with (folder / INPUTS_FILE).open("rb") as source:
             title, inputs = pickle.load(source)
         written = qlib_reports.draw_report(inputs.__getitem__, title, folder / f".{qlib_reports.REPORT_NAME}.tmp")
         os.replace(written, folder / qlib_reports.REPORT_NAME)

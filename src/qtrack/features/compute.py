@@ -14,7 +14,7 @@ import pandas as pd
 from qtrack.features import kernels
 from qtrack.features import panel as panels
 from qtrack.features.engine import Evaluator, Extension, check_extendable
-from qtrack.features.expressions import Node, NotExtendable
+from qtrack.features.expressions import Node
 from qtrack.features.loader import Request
 
 log = logging.getLogger("qtrack")
@@ -78,12 +78,8 @@ def compute_tail(request: Request, tail: Tail, states: dict, checkpoint: int, ou
     begin = tail.panel.offset
     extension = Extension(resume_at=tail.resume - begin, states=states, checkpoint=checkpoint - begin)
     values, days, stocks = _evaluate(
-        [(tail.panel, None)],
-        request.trees,
-        tail.rows,
-        lambda tree: (tail.resume - begin, request.anchor(tree)),
-        extension,
-        out,
+        [(tail.panel, None)], request.trees, tail.rows, lambda tree: (tail.resume - begin, request.anchor(tree)),
+        extension, out,
     )
     # No new day (the same calendar, other files): the checkpoint is still the day before the resume.
     return values, begin + days, stocks, extension.saved if checkpoint >= tail.resume else states
@@ -99,9 +95,8 @@ def _parts_by_end(panel: panels.Panel, rows: np.ndarray) -> list[Part]:
     return [(panels.narrowed(panel, members, days), members) for members, days in groups]
 
 
-def _evaluate(
-    parts: list[Part], trees: list[Node], rows: np.ndarray, where, extension: Extension, out=None
-) -> tuple[np.ndarray, ...]:
+def _evaluate(parts: list[Part], trees: list[Node], rows: np.ndarray, where, extension: Extension,
+              out=None) -> tuple[np.ndarray, ...]:
     """float32 values [row, expression] of the rows selected by `rows` [stock, day], datetime-major
     (Qlib's sort_index), into `out` if given. `where(tree)` gives (start, anchor) for Evaluator.top."""
     day_idx, stock_idx = np.nonzero(rows.T)
@@ -137,4 +132,4 @@ def _output_rows(panel: panels.Panel, spans: dict, calendar: pd.DatetimeIndex, s
     return stored & wanted & panels.spans_mask(panel, spans, calendar)
 
 
-__all__ = ["NotExtendable", "compute", "compute_tail", "plan_tail"]
+__all__ = ["compute", "compute_tail", "plan_tail"]
