@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -35,6 +36,31 @@ def set_process_defaults() -> None:
     """Environment defaults that only take effect before the libraries that read them are imported."""
     for name, value in PROCESS_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def long_lived_imports() -> Iterator[None]:
+    """Import a command's modules with the cyclic garbage collector paused, then keep what they made out of its
+    reach (`keep_long_lived`). Imports only add objects that live as long as the process (modules, classes,
+    functions), yet each full collection walks all of them: during a warm train's start-up six full
+    collections over Qlib's, MLflow's and pandas' objects took 0.34 s, and every later one walked them again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        keep_long_lived()
+        if enabled:
+            gc.enable()
+
+
+def keep_long_lived() -> None:
+    """Collect the cyclic garbage, then freeze every object left, so that later collections walk only what is
+    made after this. Frozen objects are still freed when nothing refers to them; only a cycle among them that
+    becomes garbage later stays, so this is called where what exists lives on (imports done, a run open) and
+    after a collection, never freezing garbage."""
+    gc.collect()
+    gc.freeze()
 
 
 def quiet_third_party() -> None:

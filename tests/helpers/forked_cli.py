@@ -31,6 +31,9 @@ PRELOAD = [
     "filelock", "ruamel.yaml", "optuna",
     # what the tests that turn them on import: Qlib's report page, the PNG plots, MLflow's model flavours
     "plotly.figure_factory", "matplotlib.pyplot", "skops.io", "mlflow.pyfunc",
+    # last: freezes what the server imported, as the CLI freezes what it imports (runtime.long_lived_imports);
+    # each child's collections then walk only its own objects
+    "helpers.frozen_preload",
 ]
 
 @functools.cache

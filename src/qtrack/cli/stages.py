@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from qtrack.runtime import long_lived_imports
+
 OVERRIDES_HELP = "Hydra overrides such as model=catboost model.learning_rate=0.05 seed=3."
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -41,7 +43,8 @@ def train(
 
         typer.echo(to_yaml(compose("train", args).cfg), nl=False)
         return
-    from qtrack.stages.train import run_train
+    with long_lived_imports():
+        from qtrack.stages.train import run_train
 
     run_train(args, quiet=quiet)
 
@@ -82,7 +85,8 @@ def benchmark(
         report_app(args=args[1:], prog_name="qtrack benchmark report", standalone_mode=False)
         return
     from qtrack.config import expand_switches
-    from qtrack.stages.benchmark import SWITCHES, run_benchmark
+    with long_lived_imports():
+        from qtrack.stages.benchmark import SWITCHES, run_benchmark
 
     results, _ = run_benchmark(expand_switches(args, SWITCHES), quiet=quiet)
     if any(job.status != "FINISHED" for job in results.jobs):
@@ -110,7 +114,8 @@ def optimize(
 ) -> None:
     """Sweep a model's hyperparameters with Optuna on the validation segment; resumable and distributable."""
     from qtrack.config import override_value
-    from qtrack.stages.optimize.run import run_optimize
+    with long_lived_imports():
+        from qtrack.stages.optimize.run import run_optimize
 
     options = {"trials": trials, "max_trials": max_trials, "timeout": timeout, "study_name": study_name,
                "storage": storage, "n_jobs": n_jobs, "mlflow": with_mlflow}
@@ -126,7 +131,8 @@ def retrain(
 
     Exit codes: 0 done (promoted, kept or nothing new), 2 bad config or data, 3 tracking server or
     registry unreachable, 4 another retrain of the same model is running on this machine."""
-    from qtrack.stages.retrain import run_retrain
+    with long_lived_imports():
+        from qtrack.stages.retrain import run_retrain
 
     run_retrain(overrides or [], quiet=quiet)
 
@@ -140,7 +146,8 @@ def rolling(
 ) -> None:
     """Walk-forward evaluation: refit every rolling.step days, judged on the stitched out-of-sample record,
     beside the same model's static split."""
-    from qtrack.stages.rolling import run_rolling
+    with long_lived_imports():
+        from qtrack.stages.rolling import run_rolling
 
     run_rolling(overrides or [], quiet=quiet)
 
@@ -152,7 +159,8 @@ def backtest(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
 ) -> None:
     """Backtest a prediction file (IC analysis and Qlib's backtest on its days) as a tracked MLflow run."""
-    from qtrack.stages.backtest import run_backtest_stage
+    with long_lived_imports():
+        from qtrack.stages.backtest import run_backtest_stage
 
     run_backtest_stage(pred.expanduser().absolute(), overrides or [], quiet=quiet)
 

@@ -62,22 +62,22 @@ class ReportWorker:
             (self.folder / STDERR).write_text(f"not started: {available >> 20} MiB of memory available")
             return
         waiting, ready = os.pipe()
-        # Frozen, the run's objects are outside the worker's garbage collections, which would otherwise write
-        # to every one of them and so copy the run's whole heap into the worker.
-        gc.freeze()
         try:
             with warnings.catch_warnings():  # Python 3.12 warns of forking beside threads: the worker never
                 warnings.simplefilter("ignore", DeprecationWarning)  # calls into LightGBM's or numba's threads
                 pid = os.fork()
         except OSError as exc:
-            gc.unfreeze()
             os.close(waiting), os.close(ready)
             (self.folder / STDERR).write_text(f"the worker did not start: {exc}")
             return
         if pid == 0:  # the worker: it never returns into the run's code
+            # Frozen before anything else runs, the run's objects are outside the worker's garbage collections,
+            # which would otherwise write to every one of them and so copy the run's whole heap into the worker. In
+            # the worker, not the run: the run would have to thaw them again, undoing its own freeze
+            # (runtime.keep_long_lived).
+            gc.freeze()
             os.close(ready)
             os._exit(_serve(self.folder, waiting))
-        gc.unfreeze()
         os.close(waiting)
         self.pid, self._ready = pid, ready
 

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from qtrack.config.schema import Settings
 from qtrack.console import Observer, Steps, err
 from qtrack.data.prepare import PreparedData
-from qtrack.runtime import raise_if_interrupted
+from qtrack.runtime import keep_long_lived, raise_if_interrupted
 from qtrack.stages.context import StageContext
 from qtrack.stages.context import stage as stage_context
 from qtrack.stages.core import RunResult, summary
@@ -58,6 +58,7 @@ def open_run(cfg: Settings, run_name: str, fingerprint: str, tags: dict[str, str
     `on_start` learns its id as soon as it exists."""
     with run_context(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, run_name, run_tags(fingerprint, tags),
                      parent_run_id=parent_run_id, stopped=stopped) as run:
+        keep_long_lived()  # the tracking store's modules and objects, and what the stage prepared for this run
         if on_start is not None:
             on_start(run.run_id)
         yield run
