@@ -175,3 +175,29 @@ def test_no_worker_where_memory_is_short_and_the_reason_is_given():
     assert "MiB of memory available" in short.error()
     short.close()
     assert not short.folder.exists()
+
+
+def test_the_worker_starts_with_the_records_only_where_the_frames_come_from_the_cache(tmp_path, monkeypatch):
+    """Started as the records begin, it imports beside them; but a run that built its frames is at its peak then,
+    and a fork would add to it (490 symbols: 1.55 to 1.83 GB), so there it starts at the logging step."""
+    from qtrack.stages import runner
+    from qtrack.stages.train import run_train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QTRACK_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    started, real_evaluate = [], runner.evaluate
+
+    def evaluate(cfg, data, *args, **kwargs):
+        evaluation = real_evaluate(cfg, data, *args, **kwargs)  # the records are done; the logging is next
+        started.append((data.cache_status, evaluation.report.pid is not None))
+        return evaluation
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    client = MlflowClient(tracking_uri(tmp_path))
+    for _ in range(2):
+        result = run_train([*TINY, QLIB_REPORT, "model.num_boost_round=30"], quiet=True)
+        logged = [a.path for a in client.list_artifacts(result.run_id, "reports")]
+        assert logged == ["reports/qlib_report.html"]
+    assert [status for status, _ in started] == ["miss", "hit"]
+    assert started == [("miss", False), ("hit", True)]
