@@ -4,6 +4,7 @@ interpreter: freezing is for a whole process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -55,11 +56,9 @@ def test_imports_run_with_the_collector_paused_and_what_they_made_is_frozen_with
     assert fresh_python(PAUSED_IMPORTS) == ["True", "True", "True", "True", "False"]
 
 
-def test_a_train_leaves_its_libraries_and_its_start_out_of_the_collectors_walks(tmp_path):
+def test_a_train_leaves_its_libraries_and_its_start_out_of_the_collectors_walks(tmp_path, shared_data_root):
     """With Qlib's report worker on, which forks the run: it must not thaw the run's frozen objects."""
-    import os
-
-    env = {**os.environ, "QTRACK_DATA_ROOT": str(tmp_path / "data")}
+    env = {**os.environ, "QTRACK_DATA_ROOT": str(shared_data_root)}
     env.pop("MLFLOW_TRACKING_URI", None)
     code, frozen, walked = map(int, fresh_python(TRAIN, *TINY, QLIB_REPORT, cwd=tmp_path, env=env)[-3:])
     assert code == 0
