@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 import yaml
@@ -104,7 +105,7 @@ def measure_capped(command: list[str], cwd: Path, env: dict[str, str], cap_gb: f
                 group.rmdir()
     out_of_memory = returncode == -9 or "MemoryError" in stderr or "std::bad_alloc" in stderr
     if returncode != 0 and not out_of_memory:
-        raise SystemExit(f"{' '.join(command[:3])} failed:\n{stderr[-3000:]}")
+        _fail(command, stderr, words=3)
     return wall, peak, out_of_memory
 
 
@@ -125,7 +126,7 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
     failure."""
     wall, peak, returncode, stderr = _sample(command, cwd, env)
     if returncode != 0:
-        raise SystemExit(f"{' '.join(command[:2])} failed:\n{stderr[-3000:]}")
+        _fail(command, stderr)
     return wall, peak
 
 
@@ -134,8 +135,13 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:2])} failed:\n{done.stderr[-3000:]}")
+        _fail(command, done.stderr)
     return time.perf_counter() - start
+
+
+def _fail(command: list[str], stderr: str, words: int = 2) -> NoReturn:
+    """Stop the benchmark with the command's first words and the end of its stderr."""
+    raise SystemExit(f"{' '.join(command[:words])} failed:\n{stderr[-3000:]}")
 
 
 def resolved_setup(data: Path, overrides: list[str]) -> tuple[dict, dict]:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from qtrack.features import kernels
-from qtrack.features.engine import NotExtendable, check_extendable
-from qtrack.features.expressions import parse
+from qtrack.features.engine import check_extendable
+from qtrack.features.expressions import NotExtendable, parse
 
 STOCKS, DAYS, WINDOW, CHECKPOINT, LOOK_BACK = 40, 300, 10, 260, 12
 KERNELS = {
